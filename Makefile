@@ -1,0 +1,55 @@
+# Every target builds .venv from the pinned requirements when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export OMP_NUM_THREADS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test release lab bench bundle calibrate solutions clean
+
+setup: $(STAMP) $(SYSTEM_STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		--config-settings editable_mode=compat -e .
+	@touch $@
+
+$(SYSTEM_STAMP): scripts/install-system-packages | $(STAMP)
+	scripts/install-system-packages
+	@touch $@
+
+## The main job: build the release and grade the sample class in demo/.
+demo: setup
+	$(PY) -m grading demo
+
+## All tests (unit, notebooks, release, grading, sandbox, cheating, browser).
+test: setup
+	$(PY) -m pytest -q
+
+## Regenerate release/ from source/.
+release: setup
+	$(PY) -m grading release
+
+## JupyterLab for students, on 127.0.0.1, in workspace/ (a copy of the student bundle).
+lab: setup
+	$(PY) -m grading lab
+
+## Plain nbgrader vs the course's grader on the same class.
+bench: setup
+	$(PY) -m grading bench
+
+## What students get: bundle/ (release, lectures, student checks, setup notes).
+bundle: setup
+	$(PY) -m grading bundle
+
+## Retrain the references and the known-bad variants on many seeds; print pass rates.
+calibrate: setup
+	$(PY) -m grading calibrate
+
+clean:
+	rm -rf demo workspace bundle build reports gradebook.db submitted autograded feedback

@@ -1,0 +1,193 @@
+"""The shape of a hidden check, shared by the in-kernel hidden tests and the verifier.
+
+A check is split in three so the grade can be decided outside the student's kernel:
+
+* ``Exercise.cases(seed)``: inputs chosen by the grader, as plain data (:class:`Case`).
+* ``Exercise.probe(obj, case)``: runs where the student's code lives (the kernel, or the
+  sandboxed harness of the verifier); calls the student's object on the case and returns
+  plain data only (numbers, lists, strings, packed tensors).
+* ``Exercise.judge(case, observed)``: runs in the grader's own process; computes the
+  reference with genuine torch and returns ``None`` (pass) or a message saying what is wrong.
+
+Cases carry the grade_id of the test cell they decide, so the verifier can award each
+test cell's points; a test cell passes when all of its cases pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+# Captured at import time. The verifier's harness imports this module before any student
+# code runs, so these stay the genuine functions even if the student patches torch.
+_TENSOR_TYPE = torch.Tensor
+_TOLIST = torch.Tensor.tolist
+_AS_TENSOR = torch.tensor
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One grader-chosen input. ``data`` is plain data; ``test_id`` is the test cell it decides."""
+
+    test_id: str
+    label: str
+    data: dict = field(default_factory=dict)
+
+
+class ProbeError(Exception):
+    """The student's object could not be called or returned something unusable."""
+
+
+def pack(value: Any) -> Any:
+    """Tensors -> plain data (exact for float32/float64), recursively through tuples, lists, dicts."""
+    if type(value) is _TENSOR_TYPE:
+        dtype = str(value.dtype).removeprefix("torch.")
+        return {"tensor": _TOLIST(value.detach()), "dtype": dtype, "shape": list(value.shape)}
+    if isinstance(value, torch.Tensor):
+        raise ProbeError(f"returned a {type(value).__name__}, a subclass of torch.Tensor: return a plain torch.Tensor")
+    if isinstance(value, (list, tuple)):
+        return [pack(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): pack(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ProbeError(f"returned a {type(value).__name__}; expected tensors, numbers or tuples of them")
+
+
+def unpack(value: Any) -> Any:
+    """Inverse of :func:`pack`."""
+    if isinstance(value, dict) and "tensor" in value and "dtype" in value:
+        return _AS_TENSOR(value["tensor"], dtype=_DTYPES[value["dtype"]]).reshape(value["shape"])
+    if isinstance(value, list):
+        return [unpack(v) for v in value]
+    if isinstance(value, dict):
+        return {k: unpack(v) for k, v in value.items()}
+    return value
+
+
+def is_packed_tensor(value: Any) -> bool:
+    """True for the plain-data form of a tensor."""
+    return isinstance(value, dict) and "tensor" in value and "shape" in value
+
+
+def max_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute difference (inf when shapes differ or NaNs appear)."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        return math.inf
+    diff = (actual.double() - expected.double()).abs()
+    if diff.numel() == 0:
+        return 0.0
+    if torch.isnan(diff).any():
+        return math.inf
+    return float(diff.max())
+
+
+def tolerance(dtype_name: str) -> float:
+    """Absolute tolerance for comparing against torch's own modules."""
+    return 1e-10 if dtype_name == "float64" else 2e-5
+
+
+class Exercise:
+    """A contract exercise: the solution cell ``grade_id`` defines ``name``.
+
+    Subclasses set the attributes and implement ``cases``, ``probe`` and ``judge``.
+    """
+
+    grade_id: str = ""
+    name: str = ""
+    assignment: str = ""
+    notebook: str = ""
+    test_ids: tuple[str, ...] = ()
+    # Names whose use means the code is not "from scratch" (None: no such rule).
+    forbidden_names: tuple[str, ...] | None = None
+    forbidden_reason: str = ""
+    # Extra names the solution cell may rely on from earlier cells of the notebook,
+    # supplied by the harness (e.g. imports of the setup cell).
+    preamble: str = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+    def cases(self, seed: int) -> list[Case]:
+        raise NotImplementedError
+
+    def probe(self, obj: Any, case: Case) -> Any:
+        raise NotImplementedError
+
+    def judge(self, case: Case, observed: Any) -> str | None:
+        raise NotImplementedError
+
+    def scratch_violation_in_source(self, source: str) -> str | None:
+        """Static check of the solution cell's source for torch's fused cells."""
+        if not self.forbidden_names:
+            return None
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return None
+        used = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                used.add(node.attr)
+            elif isinstance(node, ast.alias):
+                used.update(node.name.split("."))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                used.add(node.value)  # getattr(torch, "lstm_cell") and the like
+        return self._violation(used)
+
+    def scratch_violation_in_object(self, obj: Any) -> str | None:
+        """The same check on a live object (in-kernel): names used by its code and its bases."""
+        if not self.forbidden_names:
+            return None
+        used: set[str] = set()
+        if isinstance(obj, type):
+            used.update(base.__name__ for base in obj.__mro__[1:])
+            for member in vars(obj).values():
+                _collect_names(getattr(member, "__func__", member), used)
+        else:
+            _collect_names(obj, used)
+        return self._violation(used)
+
+    def _violation(self, used: set[str]) -> str | None:
+        hits = sorted(set(self.forbidden_names) & used)
+        if not hits:
+            return None
+        return f"{self.name} uses {', '.join(hits)}: {self.forbidden_reason}"
+
+
+def _collect_names(obj: Any, used: set[str]) -> None:
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        return
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        used.update(co.co_names)
+        used.update(c for c in co.co_consts if isinstance(c, str))
+        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+
+
+def run_cases(exercise: Exercise, obj: Any, cases: list[Case], call_probe: Callable | None = None) -> dict[str, str | None]:
+    """Probe and judge every case in-process; returns {test_id: first failure message or None}."""
+    results: dict[str, str | None] = {tid: None for tid in exercise.test_ids}
+    for case in cases:
+        if results.get(case.test_id):
+            continue
+        try:
+            observed = (call_probe or exercise.probe)(obj, case)
+        except ProbeError as exc:
+            results[case.test_id] = f"{exercise.name} {exc}"
+            continue
+        except NotImplementedError:
+            results[case.test_id] = f"{exercise.name} is not implemented yet."
+            continue
+        except Exception as exc:  # noqa: BLE001 - any crash of student code is a finding
+            results[case.test_id] = f"{exercise.name} raised {type(exc).__name__}: {exc}"
+            continue
+        results[case.test_id] = exercise.judge(case, observed)
+    return results

@@ -1,0 +1,1 @@
+"""Student-facing checks and lecture helpers (shipped with the student bundle)."""

@@ -1,0 +1,150 @@
+"""nbgrader's Execute step, with kernels forked by the worker's kernel server.
+
+``SandboxedExecute`` replaces nbgrader's ``Execute`` in ``Autograde.autograde_preprocessors``
+(grading-only configuration, see ``settings.py``). For each notebook it gets a fresh kernel
+from the server, bounds the notebook's wall time and output size, and turns a kernel that
+dies or hangs into error outputs on the cells that did not run, so nbgrader still saves
+grades (zero for those cells) instead of dropping the submission.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Integer
+
+from .sandbox import Job, KernelServer
+
+
+class ServerKernelManager:
+    """The part of jupyter_client's KernelManager that nbclient uses, backed by a kernel server."""
+
+    kernel_name = "python3"
+    ipykernel = False
+
+    def __init__(self, server: KernelServer, job: Job):
+        self.server, self.job = server, job
+        self.pid: int | None = None
+        self.connection_info: dict | None = None
+
+    @property
+    def has_kernel(self) -> bool:
+        return self.pid is not None
+
+    def start_kernel(self, **_ignored) -> None:
+        info = {"transport": "ipc", "ip": f"{self.job.inside}/k", "shell_port": 1, "iopub_port": 2,
+                "stdin_port": 3, "control_port": 4, "hb_port": 5, "key": secrets.token_hex(16),
+                "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
+        path = self.job.host / "kernel.json"
+        path.write_text(json.dumps(info))
+        if self.server.sandboxed:
+            import os
+
+            os.chown(path, self.server.uid, self.server.uid)
+        path.chmod(0o600)
+        self.pid = self.server.call(cmd="kernel", dir=self.job.inside, connection_file=f"{self.job.inside}/kernel.json")["pid"]
+        self.connection_info = dict(info, ip=str(self.job.host / "k"))
+
+    def client(self) -> AsyncKernelClient:
+        kc = AsyncKernelClient()
+        kc.load_connection_info(self.connection_info)
+        return kc
+
+    def is_alive(self) -> bool:
+        return self.pid is not None and self.server.alive() and self.server.call(cmd="alive", pid=self.pid)["alive"]
+
+    def interrupt_kernel(self) -> None:
+        if self.pid is not None:
+            self.server.call(cmd="signal", pid=self.pid, signal=int(signal.SIGINT))
+
+    def kill(self) -> None:
+        if self.pid is not None and self.server.alive():
+            self.server.call(cmd="signal", pid=self.pid, signal=int(signal.SIGKILL), group=True)
+
+    def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        self.kill()
+
+    def cleanup_resources(self, restart: bool = False) -> None:
+        pass
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute with server-forked kernels, a notebook deadline and an output cap."""
+
+    notebook_timeout = Integer(120, help="Wall-clock seconds for a whole notebook.").tag(config=True)
+    max_output_bytes = Integer(200_000, help="Output kept per cell; the rest is dropped with a note.").tag(config=True)
+
+    # Set by the grading worker before it runs nbgrader (one server per worker process).
+    server: KernelServer | None = None
+    # What happened to the last notebook, read by the worker for the report.
+    last_incident: str | None = None
+
+    def preprocess(self, nb: NotebookNode, resources, km=None):
+        cls = type(self)
+        cls.last_incident = None
+        if cls.server is None:
+            raise RuntimeError("SandboxedExecute needs a kernel server (run through python -m grading grade)")
+        notebook = resources.get("nbgrader", {}).get("notebook", "notebook")
+        student = resources.get("nbgrader", {}).get("student", "student")
+        job = cls.server.new_job(f"{student}-{notebook}"[:40])
+        manager = ServerKernelManager(cls.server, job)
+        self._executed: set[int] = set()
+        self._output_bytes: dict[int, int] = {}
+        expired = threading.Event()
+
+        def on_deadline():
+            expired.set()
+            manager.kill()
+
+        timer = threading.Timer(self.notebook_timeout, on_deadline)
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().preprocess(nb, resources, km=manager)
+        except Exception as exc:  # noqa: BLE001 - a dead or hung kernel must not stop the class
+            if expired.is_set():
+                reason = f"the notebook ran longer than {self.notebook_timeout} s and was stopped"
+            else:
+                reason = f"the kernel died ({type(exc).__name__}): os._exit, a crash, or the memory limit"
+            cls.last_incident = reason
+            self._mark_unexecuted(nb, reason)
+            return nb, resources
+        finally:
+            timer.cancel()
+            manager.kill()
+            cls.server.finish_job(job)
+
+    def preprocess_cell(self, cell, resources, index):
+        self._executed.add(index)
+        return super().preprocess_cell(cell, resources, index)
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        used = self._output_bytes.get(cell_index, 0)
+        self._output_bytes[cell_index] = used + size
+        if used + size > self.max_output_bytes:
+            if used <= self.max_output_bytes:
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text=f"\n[output truncated: more than {self.max_output_bytes // 1000} kB]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _mark_unexecuted(self, nb: NotebookNode, reason: str) -> None:
+        """The cell that was running gets the error; so does every graded cell that never ran."""
+        current = max(self._executed) if self._executed else -1
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            error = NotebookNode(output_type="error", ename="GradingError", evalue=reason,
+                                 traceback=[f"GradingError: {reason}"])
+            if index == current:
+                cell.setdefault("outputs", []).append(error)
+            elif index > current and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                cell.outputs = [error]

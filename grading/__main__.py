@@ -1,7 +1,11 @@
 """``python -m grading``: the instructor's command line (see ``grading.instructor.cli``)."""
 
+import os
 import sys
 
-from grading.instructor.cli import main
+# nbgrader shells out to `alembic`, installed beside this interpreter.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+from grading.instructor.cli import main  # noqa: E402
 
 sys.exit(main())

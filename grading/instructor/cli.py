@@ -1,35 +1,186 @@
-"""The instructor's command line: ``python -m grading <command>``, run from a course root."""
+"""The instructor's command line: ``python -m grading <command>``, run from a course root.
+
+    release                 regenerate release/ from source/
+    grade ASSIGNMENT        autograde submitted/ (sandboxed, parallel, verified), feedback, reports
+    report                  rewrite reports/grades.csv and reports/report.html
+    sample-class            write a synthetic class into submitted/
+    demo                    the main job, in demo/: release, sample class, grade everything, report
+    bundle                  build what students get, in bundle/
+    solutions ASSIGNMENT    nbgrader generate_solution, after the deadline
+    lab                     JupyterLab for students in workspace/
+    bench                   plain nbgrader vs this grader on the same class
+    calibrate               retrain references and known-bad variants on many seeds
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import time
 from pathlib import Path
 
-from .course import CourseError
+from .course import CourseError, assignments
+
+
+def _root(args) -> Path:
+    return Path(args.root).resolve()
 
 
 def cmd_release(args) -> int:
     from .build import build_release
 
-    for path in build_release(Path(args.root).resolve()):
-        print(f"released {path.relative_to(Path(args.root).resolve())}")
+    root = _root(args)
+    for path in build_release(root):
+        print(f"released {path.relative_to(root)}")
     return 0
 
 
+def _grade_options(args):
+    from .autograde import GradeOptions
+
+    return GradeOptions(jobs=args.jobs, sandboxed=not args.unsandboxed, feedback=not args.no_feedback)
+
+
+def _finish_reports(root: Path) -> None:
+    from .report import grade_table_text, write_grades_csv, write_report
+
+    csv_path, html_path = write_grades_csv(root), write_report(root)
+    print()
+    print(grade_table_text(root))
+    print()
+    print(f"grades:   {csv_path}")
+    print(f"report:   {html_path}")
+    print(f"feedback: {root / 'feedback'}/<student>/<assignment>/<notebook>.html")
+
+
+def _summarise(results) -> None:
+    errors = [r for r in results if r.error]
+    flagged = [(r, n) for r in results for n, nb in r.notebooks.items() if nb.get("flags")]
+    ungradable = [(r, n) for r in results for n, nb in r.notebooks.items() if nb.get("anomalies") or nb.get("incident")]
+    print(f"graded {len(results)} submissions: {len(errors)} with errors, {len(flagged)} notebooks flagged, "
+          f"{len(ungradable)} repaired or partly ungradable (details in the report)")
+    for r in errors:
+        print(f"  {r.assignment}/{r.student}: {r.error}")
+
+
+def cmd_grade(args) -> int:
+    from .autograde import grade
+
+    root = _root(args)
+    started = time.monotonic()
+    results = grade(root, args.assignment, [args.student] if args.student else None, _grade_options(args))
+    print(f"{len(results)} submissions of {args.assignment} graded in {time.monotonic() - started:.1f} s")
+    _summarise(results)
+    _finish_reports(root)
+    return 0
+
+
+def cmd_report(args) -> int:
+    _finish_reports(_root(args))
+    return 0
+
+
+def cmd_sample_class(args) -> int:
+    from .sample_class import roster, write_class
+
+    root = _root(args)
+    count = write_class(root, roster(assignments(root), args.size))
+    print(f"wrote {args.size} students, {count} notebooks into {root / 'submitted'}")
+    return 0
+
+
+def make_demo_course(repo: Path, demo: Path) -> None:
+    """A fresh course folder with this repository's config and source/ (never touches a real class)."""
+    if demo.exists():
+        shutil.rmtree(demo)
+    demo.mkdir(parents=True)
+    shutil.copy2(repo / "nbgrader_config.py", demo / "nbgrader_config.py")
+    shutil.copytree(repo / "source", demo / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+
+
+def cmd_demo(args) -> int:
+    from .autograde import grade
+    from .build import build_release
+    from .sample_class import roster, write_class
+
+    repo = _root(args)
+    demo = Path(args.dir).resolve()
+    started = time.monotonic()
+    make_demo_course(repo, demo)
+    print(f"demo course: {demo}")
+    for path in build_release(demo):
+        print(f"  released {path.relative_to(demo)}")
+    names = assignments(demo)
+    count = write_class(demo, roster(names, args.size))
+    print(f"  sample class: {args.size} students, {count} notebooks")
+    for name in names:
+        t = time.monotonic()
+        results = grade(demo, name, None, _grade_options(args))
+        print(f"\n{name}: {len(results)} submissions graded in {time.monotonic() - t:.1f} s")
+        _summarise(results)
+    _finish_reports(demo)
+    print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_solutions(args) -> int:
+    from .course import open_api, working_directory
+
+    root = _root(args)
+    api = open_api(root)
+    from nbgrader.apps.generatesolutionapp import GenerateSolutionApp  # noqa: F401 - clear error if missing
+
+    with working_directory(root):
+        import subprocess
+
+        out = root / "solution"
+        code = subprocess.call([sys.executable, "-m", "nbgrader", "generate_solution", args.assignment, "--force"], cwd=root)
+    print(f"solutions in {out / args.assignment}" if code == 0 else "nbgrader generate_solution failed")
+    del api
+    return code
+
+
+def _add_grade_flags(p) -> None:
+    p.add_argument("--jobs", type=int, default=0, help="parallel workers (default: the machine's cores)")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="run student code without the sandbox (it can then read solutions and write the gradebook)")
+    p.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=".", help="course root (default: the current directory)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate release/ from source/").set_defaults(func=cmd_release)
+    p = sub.add_parser("grade", help="autograde submitted/ for one assignment")
+    p.add_argument("assignment")
+    p.add_argument("--student", help="grade (or regrade) one student only")
+    _add_grade_flags(p)
+    p.set_defaults(func=cmd_grade)
+    sub.add_parser("report", help="rewrite grades.csv and report.html").set_defaults(func=cmd_report)
+    p = sub.add_parser("sample-class", help="write a synthetic class into submitted/")
+    p.add_argument("--size", type=int, default=32)
+    p.set_defaults(func=cmd_sample_class)
+    p = sub.add_parser("demo", help="release, sample class, grade, report in a demo folder")
+    p.add_argument("--dir", default="demo")
+    p.add_argument("--size", type=int, default=32)
+    _add_grade_flags(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("solutions", help="nbgrader generate_solution for an assignment")
+    p.add_argument("assignment")
+    p.set_defaults(func=cmd_solutions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .sandbox import SandboxUnavailable
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CourseError as exc:
+    except (CourseError, SandboxUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

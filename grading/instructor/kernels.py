@@ -83,12 +83,11 @@ class SandboxedExecute(Execute):
 
     # Set by the grading worker before it runs nbgrader (one server per worker process).
     server: KernelServer | None = None
-    # What happened to the last notebook, read by the worker for the report.
-    last_incident: str | None = None
+    # notebook name -> what stopped it (kernel death, deadline); reset by the worker per submission.
+    incidents: dict[str, str] = {}
 
     def preprocess(self, nb: NotebookNode, resources, km=None):
         cls = type(self)
-        cls.last_incident = None
         if cls.server is None:
             raise RuntimeError("SandboxedExecute needs a kernel server (run through python -m grading grade)")
         notebook = resources.get("nbgrader", {}).get("notebook", "notebook")
@@ -113,7 +112,7 @@ class SandboxedExecute(Execute):
                 reason = f"the notebook ran longer than {self.notebook_timeout} s and was stopped"
             else:
                 reason = f"the kernel died ({type(exc).__name__}): os._exit, a crash, or the memory limit"
-            cls.last_incident = reason
+            cls.incidents[notebook] = reason
             self._mark_unexecuted(nb, reason)
             return nb, resources
         finally:

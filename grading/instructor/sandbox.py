@@ -131,6 +131,7 @@ def sandbox_env(sandboxed: bool, mpl_dir: str = "/tmp/mplconfig") -> dict[str, s
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "GRADING_SANDBOXED": "1" if sandboxed else "0",
         "LANG": "C.UTF-8",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
 
 
@@ -208,17 +209,17 @@ class KernelServer:
     def finish_job(self, job: Job) -> None:
         """Kill whatever the notebook left running and delete its directory."""
         try:
-            self.call(cmd="sweep", timeout=30)
+            self.call(cmd="sweep", reply_timeout=30)
         finally:
             shutil.rmtree(job.host, ignore_errors=True)
 
-    def call(self, timeout: float = 30, **request) -> dict:
+    def call(self, reply_timeout: float = 30, **request) -> dict:
         with self._lock:
             if not self.alive():
                 raise SandboxUnavailable(f"the kernel server died: {self.log_tail()}")
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
-            return self._read(timeout)
+            return self._read(reply_timeout)
 
     def _read(self, timeout: float) -> dict:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)

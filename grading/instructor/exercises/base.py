@@ -80,7 +80,7 @@ def max_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Largest absolute difference (inf when shapes differ or NaNs appear)."""
     if tuple(actual.shape) != tuple(expected.shape):
         return math.inf
-    diff = (actual.double() - expected.double()).abs()
+    diff = (actual.detach().double() - expected.detach().double()).abs()
     if diff.numel() == 0:
         return 0.0
     if torch.isnan(diff).any():

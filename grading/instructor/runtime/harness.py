@@ -66,7 +66,10 @@ def run_exercise(spec: dict) -> dict:
     if exercise.forbidden_names:
         install_traps(calls)
     namespace: dict = {"__name__": "__main__"}
-    exec(compile(exercise.preamble, "<setup>", "exec"), namespace)  # noqa: S102
+    try:
+        exec(compile(spec.get("preamble", exercise.preamble), "<setup>", "exec"), namespace)  # noqa: S102
+    except Exception as exc:  # noqa: BLE001 - the notebook's own imports failed: report, don't crash
+        return {"error": f"the notebook's setup imports failed in the checker: {type(exc).__name__}: {exc}"}
     try:
         exec(compile(spec["source"], "<solution cell>", "exec"), namespace)  # noqa: S102
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included

@@ -56,7 +56,13 @@ def preload() -> None:
     import grading.instructor.runtime.harness  # noqa: F401
     import grading.student.checks  # noqa: F401
 
-    for name in ("grading.student.rnn_basics", "grading.student.hello_ohlol", "grading.student.lstm_gru"):
+    # What IPKernelApp.initialize imports on first use (measured: ~0.3 s per kernel otherwise).
+    kernel_modules = ("ipykernel.debugger", "IPython.core.debugger", "IPython.extensions", "pdb", "debugpy",
+                      "tornado.gen", "tornado.locks", "tornado.queues", "http.server", "xmlrpc.client",
+                      "mimetypes", "faulthandler", "stringprep", "encodings.idna", "code", "pydoc",
+                      "grading.student.rnn_basics", "grading.student.hello_ohlol", "grading.student.lstm_gru",
+                      "grading.student.widgets", "ipywidgets")
+    for name in kernel_modules:
         try:
             __import__(name)
         except ModuleNotFoundError:

@@ -17,17 +17,58 @@ os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+        env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command, returning its output; on an unexpected exit code, fail with its output."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
-def grading(*args: str, root: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def grading(*args: str, root: Path, check: bool = True, timeout: float = 900,
+            env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m grading ARGS`` run from the course root."""
-    return run([sys.executable, "-m", "grading", *args], cwd=root, check=check, timeout=timeout)
+    return run([sys.executable, "-m", "grading", *args], cwd=root, check=check, timeout=timeout, env=env)
+
+
+# Short limits so that hostile notebooks cost seconds, not minutes.
+QUICK_LIMITS = {"GRADING_CELL_TIMEOUT": "6", "GRADING_NOTEBOOK_TIMEOUT": "25", "GRADING_MEMORY_MB": "1024",
+                "GRADING_EXERCISE_TIMEOUT": "6", "GRADING_NPROC": "64"}
+
+
+def with_solution(nb: nbformat.NotebookNode, grade_id: str, source: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose solution cell ``grade_id`` holds ``source``."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert cells, f"no cell {grade_id}"
+    cells[0].source = source
+    return nb
+
+
+def solution_source(nb: nbformat.NotebookNode, grade_id: str) -> str:
+    return next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def gradebook_scores(root: Path, assignment: str, notebook: str | None = None) -> dict[str, dict[str, float]]:
+    """student -> {test cell grade_id: score} (final scores: manual overrides included), one notebook or all."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, dict[str, float]] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "rnn-course") as gb:
+        for sub in gb.find_assignment(assignment).submissions:
+            out[sub.student.id] = {g.name: float(g.score) for nb in sub.notebooks for g in nb.grades
+                                   if notebook is None or nb.name == notebook}
+    return out
+
+
+def results(root: Path, assignment: str, student: str) -> dict:
+    import json
+
+    return json.loads((root / "reports" / "results" / assignment / f"{student}.json").read_text())
 
 
 def nbgrader(*args: str, root: Path, check: bool = True) -> subprocess.CompletedProcess:

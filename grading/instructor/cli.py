@@ -141,6 +141,34 @@ def cmd_solutions(args) -> int:
     return code
 
 
+def cmd_bundle(args) -> int:
+    from .bundle import build_bundle
+
+    out = build_bundle(_root(args), Path(args.out).resolve())
+    print(f"student bundle: {out}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    import secrets
+    import subprocess
+
+    from .bundle import lab_command, prepare_workspace
+
+    workspace = prepare_workspace(_root(args), Path(args.workspace).resolve(),
+                                  Path(args.exchange).resolve() if args.exchange else None)
+    token = args.token or secrets.token_hex(16)
+    cmd, env = lab_command(workspace, args.port, token)
+    print(f"JupyterLab for students in {workspace}: http://127.0.0.1:{args.port}/lab?token={token}")
+    return subprocess.call(cmd, cwd=workspace, env=env)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(_root(args), Path(args.dir).resolve(), args.size)
+
+
 def _add_grade_flags(p) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel workers (default: the machine's cores)")
     p.add_argument("--unsandboxed", action="store_true",
@@ -168,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=32)
     _add_grade_flags(p)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bundle", help="build what students get")
+    p.add_argument("--out", default="bundle")
+    p.set_defaults(func=cmd_bundle)
+    p = sub.add_parser("lab", help="JupyterLab for students, in a workspace copied from the bundle")
+    p.add_argument("--workspace", default="workspace")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--token", default="")
+    p.add_argument("--exchange", help="nbgrader exchange folder (for the Assignments panel)")
+    p.set_defaults(func=cmd_lab)
+    p = sub.add_parser("bench", help="plain nbgrader vs this grader on the same honest class")
+    p.add_argument("--dir", default="build/bench")
+    p.add_argument("--size", type=int, default=12, help="students (each submits every notebook)")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("solutions", help="nbgrader generate_solution for an assignment")
     p.add_argument("assignment")
     p.set_defaults(func=cmd_solutions)

@@ -37,6 +37,9 @@ PACKAGE_ROOT = Path(grading.__file__).resolve().parent.parent
 # The parts of the course package the sandbox may see.
 STAGED = ("__init__.py", "student", "instructor/__init__.py", "instructor/exercises", "instructor/runtime")
 BASE_UID = 61000
+# Per-notebook limits read by the kernel server (see runtime/zygote.py for the defaults).
+LIMIT_VARIABLES = ("GRADING_MEMORY_MB", "GRADING_NPROC", "GRADING_CPU_SECONDS", "GRADING_FILE_MB",
+                   "GRADING_EXERCISE_TIMEOUT")
 
 
 class SandboxUnavailable(Exception):
@@ -132,6 +135,7 @@ def sandbox_env(sandboxed: bool, mpl_dir: str = "/tmp/mplconfig") -> dict[str, s
         "GRADING_SANDBOXED": "1" if sandboxed else "0",
         "LANG": "C.UTF-8",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        **{k: v for k, v in os.environ.items() if k in LIMIT_VARIABLES},
     }
 
 

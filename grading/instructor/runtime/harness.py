@@ -92,25 +92,47 @@ def run_exercise(spec: dict) -> dict:
 
 
 def _collect(read_fd: int, pid: int, timeout: float) -> dict:
-    chunks, deadline = [], time.monotonic() + timeout
+    """Read the grandchild's answer until it exits (processes it forked may keep the pipe open)."""
+    chunks, deadline, exited = [], time.monotonic() + timeout, False
+    os.set_blocking(read_fd, False)
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"error": f"the check did not finish within {timeout:.0f} s (an endless loop?)"}
-        ready, _, _ = select.select([read_fd], [], [], left)
-        if not ready:
+        ready, _, _ = select.select([read_fd], [], [], 0.05)
+        if ready:
+            try:
+                data = os.read(read_fd, 1 << 20)
+            except BlockingIOError:
+                data = b"?"
+            if not data:
+                break
+            if data != b"?":
+                chunks.append(data)
             continue
-        data = os.read(read_fd, 1 << 20)
-        if not data:
+        if exited:
             break
-        chunks.append(data)
-    os.waitpid(pid, 0)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            exited = True  # drain once more, then stop
+            continue
+        if time.monotonic() > deadline:
+            _kill_group(pid)
+            return {"error": f"the check did not finish within {timeout:.0f} s (an endless loop?)"}
+    if not exited:
+        os.waitpid(pid, 0)
+    _kill_group(pid)
     try:
         return _loads(b"".join(chunks).decode())
     except ValueError:
         return {"error": "the solution cell ended the process before its check finished (os._exit, a crash or the memory limit)"}
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def serve(request_path: str) -> None:
@@ -124,6 +146,7 @@ def serve(request_path: str) -> None:
         pid = _fork()
         if pid == 0:
             os.close(read_fd)
+            os.setpgid(0, 0)
             try:
                 payload = _dumps(run_exercise(spec)).encode()
             except BaseException as exc:  # noqa: BLE001

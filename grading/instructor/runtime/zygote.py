@@ -92,6 +92,9 @@ def _enter_child(job_dir: str) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.closerange(3, 4096)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the child
+    sys.stdout = sys.__stdout__ = open(os.devnull, "w")  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(os.devnull, "w")  # noqa: SIM115
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -1,0 +1,134 @@
+"""What students get: the student bundle, and the JupyterLab workspace made from it.
+
+The bundle holds the release notebooks, the lecture notebooks and their figures, the
+student-facing checks (``grading/__init__.py`` and ``grading/student/``), the pinned
+requirements and setup instructions. Never ``source/``, ``tests/``, the instructor-only
+modules or the answer catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .sandbox import PACKAGE_ROOT
+
+STUDENT_PACKAGE = ("__init__.py", "student")
+STUDENT_CONFIG = '''"""nbgrader settings for students: what the Validate button and the Assignments panel read."""
+
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "rnn-course"
+c.Execute.timeout = 30
+{exchange}'''
+STUDENT_README = """# RNN course: student bundle
+
+Recurrent neural networks in PyTorch: RNNCell, nn.RNN, batch_first, embeddings, LSTM and GRU.
+
+## Set up (once)
+
+    python3.11 -m venv .venv
+    .venv/bin/pip install -r requirements.txt
+    .venv/bin/pip install -e .
+
+## Work
+
+    .venv/bin/jupyter lab
+
+- `lectures/`: read and run these first (01 to 05).
+- `assignments/<assignment>/`: fill in every cell that says `raise NotImplementedError()`,
+  then run all cells. The test cells below each exercise tell you what is wrong.
+- Press **Validate** in the notebook toolbar before you hand in.
+- A solution cell must be self-contained: it may use the names the notebook's setup cell imports.
+"""
+PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "rnn-course-student"
+version = "0.1.0"
+requires-python = ">=3.11,<3.12"
+
+[tool.setuptools]
+packages = ["grading", "grading.student"]
+"""
+LAB_PAGE_CONFIG = {"disabledExtensions": {
+    "@jupyter/nbgrader:formgrader": True,
+    "@jupyter/nbgrader:create-assignment": True,
+    "@jupyter/nbgrader:course-list": True,
+}}
+LAB_SERVER_EXTENSIONS = {
+    "nbgrader.server_extensions.formgrader": False,
+    "nbgrader.server_extensions.course_list": False,
+    "nbgrader.server_extensions.assignment_list": True,
+    "nbgrader.server_extensions.validate_assignment": True,
+}
+
+
+def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
+    """Write the student bundle to ``out`` (replacing it)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    shutil.copytree(repo / "release", out / "assignments", ignore=ignore)
+    shutil.copytree(repo / "notebooks", out / "lectures", ignore=shutil.ignore_patterns(
+        "__pycache__", ".ipynb_checkpoints", "*.cfg"))
+    for rel in STUDENT_PACKAGE:
+        src = PACKAGE_ROOT / "grading" / rel
+        if src.is_dir():
+            shutil.copytree(src, out / "grading" / rel, ignore=ignore)
+        else:
+            (out / "grading").mkdir(exist_ok=True)
+            shutil.copy2(src, out / "grading" / rel)
+    shutil.copy2(repo / "requirements.txt", out / "requirements.txt")
+    (out / "pyproject.toml").write_text(PYPROJECT)
+    (out / "README.md").write_text(STUDENT_README)
+    exchange_line = f'c.Exchange.root = "{exchange}"\n' if exchange else ""
+    (out / "nbgrader_config.py").write_text(STUDENT_CONFIG.format(exchange=exchange_line))
+    return out
+
+
+def prepare_workspace(repo: Path, workspace: Path, exchange: Path | None = None) -> Path:
+    """Create (or top up, never overwriting a student's files) the lab workspace from a fresh bundle."""
+    staging = workspace.parent / f".{workspace.name}-bundle"
+    build_bundle(repo, staging, exchange)
+    for src in sorted(staging.rglob("*")):
+        dest = workspace / src.relative_to(staging)
+        if src.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        elif not dest.exists() or src.name == "nbgrader_config.py" or "grading" in src.relative_to(staging).parts[:1]:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    shutil.rmtree(staging)
+    config = workspace / ".jupyter"
+    (config / "labconfig").mkdir(parents=True, exist_ok=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(LAB_PAGE_CONFIG, indent=1))
+    return workspace
+
+
+def lab_command(workspace: Path, port: int, token: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start the students' JupyterLab on 127.0.0.1:port."""
+    state = workspace / ".jupyter"
+    env = dict(os.environ)
+    env.update({
+        "JUPYTER_CONFIG_DIR": str(state),
+        "JUPYTER_DATA_DIR": str(state / "data"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "IPYTHONDIR": str(state / "ipython"),
+        "PYTHONPATH": str(workspace),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    })
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           f"--ServerApp.root_dir={workspace}",
+           "--ServerApp.jpserver_extensions=" + json.dumps(LAB_SERVER_EXTENSIONS)]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd, env

@@ -1,0 +1,122 @@
+"""Calibrate the training tests of ``hello_ohlol``: OneHotRNN (the Linear head) and EmbeddingRNN.
+
+For every seed the hidden test's own cases are drawn (``Exercise.cases(seed)``: one run on
+hello -> ohlol, one on a random target over e, h, l, o), the catalogue's answer is retrained
+with the test's own probe (the course's training loop, one thread) and judged by the test's own
+judge. A threshold is right when the reference passes on every seed and every known-bad variant
+fails on every seed. ``loss_pass_rate`` says how often the loss *alone* would pass: the bugs no
+loss threshold catches (an embedding that is never trained) show up there with a high rate and a
+``pass_rate`` of 0, because the structural checks catch them.
+
+Run ``python -m grading.instructor.calibration.hello_ohlol [num_seeds]`` to print the table.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+
+from grading.instructor.catalogue import answers_for
+from grading.instructor.exercises import EXERCISES
+from grading.instructor.exercises.base import is_packed_tensor, unpack
+
+# exercise grade_id -> (catalogue key, expected verdict)
+VARIANTS = {
+    "one_hot_rnn_head": [("reference", "pass"), ("names_reshape", "pass"),
+                         ("no_head", "fail"), ("hidden_reset", "fail"), ("softmax", "fail")],
+    "embedding_rnn": [("reference", "pass"), ("names_reshape", "pass"),
+                      ("no_head", "fail"), ("frozen_embedding", "fail"), ("embedding_in_list", "fail"),
+                      ("hidden_reset", "fail"), ("batch_first_missing", "fail")],
+}
+
+
+def _load(grade_id: str, key: str):
+    exercise = EXERCISES[grade_id]
+    answer = next(a for a in answers_for(grade_id) if a.key == key)
+    namespace: dict = {}
+    exec(exercise.preamble, namespace)  # noqa: S102 - the instructor's catalogue
+    exec(answer.source, namespace)  # noqa: S102
+    return exercise, namespace[exercise.name]
+
+
+def _loss(case, observed) -> float:
+    """Mean cross-entropy of the trained model's logits (what the loss alone says)."""
+    logits = observed.get("logits") if isinstance(observed, dict) else None
+    if not is_packed_tensor(logits) or tuple(logits["shape"]) != (len(case.data["target"]), 4):
+        return float("inf")
+    return float(torch.nn.functional.cross_entropy(unpack(logits), torch.tensor(case.data["target"])))
+
+
+def calibrate(num_seeds: int = 200, variants: dict | None = None) -> list[dict]:
+    """Retrain every variant on ``num_seeds`` seeds x (ohlol, random target); one row per
+    (exercise, variant, target kind) with seeds, pass_rate, loss_pass_rate, worst/median/best loss,
+    threshold, expected verdict and the time per training run."""
+    torch.set_num_threads(1)
+    rows = []
+    for grade_id, plan in (variants or VARIANTS).items():
+        for key, expected in plan:
+            exercise, cls = _load(grade_id, key)
+            results: dict[str, list] = {"ohlol": [], "random": []}
+            started = time.perf_counter()
+            for seed in range(num_seeds):
+                train_cases = [c for c in exercise.cases(seed) if c.data.get("kind") == "train"]
+                for kind, case in zip(("ohlol", "random"), train_cases):
+                    observed = exercise.probe(cls, case)
+                    verdict = exercise.judge(case, observed)
+                    results[kind].append((verdict is None, _loss(case, observed)))
+            per_run = (time.perf_counter() - started) / (2 * num_seeds)
+            for kind, runs in results.items():
+                losses = [loss for _, loss in runs]
+                rows.append({
+                    "exercise": grade_id, "variant": key, "target": kind, "expected": expected,
+                    "seeds": len(runs),
+                    "pass_rate": sum(ok for ok, _ in runs) / len(runs),
+                    "loss_pass_rate": sum(loss <= exercise.THRESHOLD for loss in losses) / len(runs),
+                    "worst_loss": max(losses), "median_loss": statistics.median(losses), "best_loss": min(losses),
+                    "threshold": exercise.THRESHOLD, "ms_per_run": round(1000 * per_run, 1),
+                })
+    return rows
+
+
+def settings_problems() -> list[str]:
+    """The visible training checks must use the hidden tests' calibrated setting."""
+    from grading.student import hello_ohlol as visible
+
+    bad = []
+    for grade_id in VARIANTS:
+        exercise = EXERCISES[grade_id]
+        for name in ("LR", "NUM_EPOCHS", "THRESHOLD"):
+            if getattr(visible, name) != getattr(exercise, name):
+                bad.append(f"grading.student.hello_ohlol.{name} = {getattr(visible, name)}, but {grade_id} uses {getattr(exercise, name)}")
+    return bad
+
+
+def problems(rows: list[dict]) -> list[str]:
+    """Rows whose verdicts are not all the expected one, and settings out of sync."""
+    bad = settings_problems()
+    for r in rows:
+        want = 1.0 if r["expected"] == "pass" else 0.0
+        if r["pass_rate"] != want:
+            bad.append(f"{r['exercise']}/{r['variant']} ({r['target']}): pass rate {r['pass_rate']:.3f}, expected {want:.0f}")
+    return bad
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'exercise':<17} {'variant':<20} {'target':<7} {'seeds':>5} {'pass':>6} {'loss<=thr':>9} {'worst':>8} {'median':>8} {'best':>8} {'thr':>5} {'ms/run':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['exercise']:<17} {r['variant']:<20} {r['target']:<7} {r['seeds']:>5} {r['pass_rate']:>6.3f} "
+                     f"{r['loss_pass_rate']:>9.3f} {r['worst_loss']:>8.4f} {r['median_loss']:>8.4f} {r['best_loss']:>8.4f} "
+                     f"{r['threshold']:>5} {r['ms_per_run']:>7}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    table = calibrate(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    print(format_table(table))
+    issues = problems(table)
+    print("\n".join(issues) if issues else "every threshold separates the references from the known-bad variants")
+    sys.exit(1 if issues else 0)

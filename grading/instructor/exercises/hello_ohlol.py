@@ -1,0 +1,591 @@
+"""Hidden checks of the ``hello_ohlol`` assignment: one_hot, OneHotRNN, EmbeddingRNN.
+
+The two model exercises are judged by what the model computes, never by how it is written:
+
+* the probe builds the student's model, finds its ``nn.Embedding``, ``nn.RNN`` and ``nn.Linear``
+  submodules by *type* (any attribute names), re-initialises them from the grader's generator
+  in a fixed order (so the student's own initialisation and creation order do not matter), runs
+  it, and returns the modules' configuration and parameters plus the logits, as plain data;
+* the judge rebuilds the model from genuine torch modules with those parameters, recomputes the
+  logits itself, and diagnoses a mismatch by comparing with the usual wrong variants (no head,
+  hidden state reset every step, wrong flatten order, batch_first missing, softmax applied).
+
+Training tests retrain a fresh model with the course's own loop (Adam, mean cross-entropy,
+hello -> ohlol or a random target over e, h, l, o) and judge the loss the *judge* recomputes
+from the trained parameters against a threshold calibrated by
+``grading.instructor.calibration.hello_ohlol`` (figures in the notebooks' instructor notes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import torch
+# The first torch.optim optimizer imports torch._dynamo (1.5-5 s): pay it here, once, in the process that
+# imports the checks (the pre-forked kernel server), not in a timed hidden test or in every verifier fork.
+import torch._dynamo  # noqa: F401
+
+from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, unpack
+
+# Genuine classes and functions, captured before any student code runs.
+_MODULE = torch.nn.Module
+_EMBEDDING, _RNN, _LINEAR = torch.nn.Embedding, torch.nn.RNN, torch.nn.Linear
+_ADAM = torch.optim.Adam
+_CROSS_ENTROPY = torch.nn.functional.cross_entropy
+_SOFTMAX = torch.softmax
+_EYE, _ZEROS, _RAND, _RANDN = torch.eye, torch.zeros, torch.rand, torch.randn
+_NO_GRAD, _FORK_RNG, _MANUAL_SEED = torch.no_grad, torch.random.fork_rng, torch.manual_seed
+_GENERATOR = torch.Generator
+
+IDX2CHAR = ("e", "h", "l", "o")
+HELLO = (1, 0, 2, 2, 3)
+OHLOL = (3, 1, 2, 3, 2)
+# The best mean cross-entropy a model whose logits lie in [-1, 1] can reach: target logit +1,
+# the three others -1 (a tanh hidden state used as logits, the seed lecture's model).
+TANH_FLOOR = math.log(1 + 3 * math.exp(-2))
+
+_TYPES = (("Embedding", _EMBEDDING), ("RNN", _RNN), ("Linear", _LINEAR))
+
+
+def _word(indices) -> str:
+    return "".join(IDX2CHAR[i] for i in indices)
+
+
+# --------------------------------------------------------------------------- probing side
+
+
+def _module_type(module) -> str | None:
+    for label, cls in _TYPES:
+        if isinstance(module, cls):
+            return label
+    return None
+
+
+def _config(label: str, module) -> dict:
+    if label == "Embedding":
+        return {"num_embeddings": int(module.num_embeddings), "embedding_dim": int(module.embedding_dim),
+                "padding_idx": module.padding_idx, "max_norm": module.max_norm}
+    if label == "RNN":
+        return {"input_size": int(module.input_size), "hidden_size": int(module.hidden_size),
+                "num_layers": int(module.num_layers), "nonlinearity": str(module.nonlinearity),
+                "bias": bool(module.bias), "batch_first": bool(module.batch_first),
+                "bidirectional": bool(module.bidirectional), "proj_size": int(getattr(module, "proj_size", 0))}
+    return {"in_features": int(module.in_features), "out_features": int(module.out_features),
+            "bias": module.bias is not None}
+
+
+def _find_modules(model) -> tuple[dict[str, list], list[str]]:
+    """Registered submodules by type (in registration order) and parameters owned by none of them."""
+    found: dict[str, list] = {label: [] for label, _ in _TYPES}
+    owned = set()
+    for _, module in model.named_modules():
+        label = _module_type(module)
+        if label:
+            found[label].append(module)
+            owned.update(id(p) for p in module.parameters())
+    extra = [name for name, p in model.named_parameters() if id(p) not in owned]
+    return found, extra
+
+
+def _describe(model) -> dict:
+    """Plain-data description of the model: its typed submodules with parameters, and the rest."""
+    found, extra = _find_modules(model)
+    return {
+        "modules": {label: [{"config": _config(label, m),
+                             "params": {k: pack(v.detach().clone()) for k, v in m.state_dict().items()}}
+                            for m in mods] for label, mods in found.items()},
+        "extra": extra,
+        "frozen": [name for name, p in model.named_parameters() if not p.requires_grad],
+    }
+
+
+def _reinit(modules: list, gen) -> None:
+    """Torch's default initialisation, drawn from ``gen`` in a fixed order: Embedding, RNN, Linear.
+
+    ``modules`` is [(label, module), ...] in that order. Used on the student's modules (probe)
+    and on the reference rebuilt in the judge, so both start from identical parameters.
+    """
+    with _NO_GRAD():
+        for label, module in modules:
+            for name, p in module.named_parameters():
+                if label == "Embedding":
+                    p.copy_(_RANDN(p.shape, generator=gen))
+                else:
+                    fan = module.hidden_size if label == "RNN" else module.in_features
+                    bound = 1.0 / math.sqrt(fan)
+                    p.copy_(_RAND(p.shape, generator=gen) * 2 * bound - bound)
+
+
+def _canonical(found: dict[str, list]) -> list:
+    return [(label, mods[0]) for label, mods in found.items() if len(mods) == 1]
+
+
+def _build_student(cls, args: dict, seed: int):
+    """Instantiate the student's class and re-initialise its typed submodules from ``seed``."""
+    with _FORK_RNG(devices=[]):
+        _MANUAL_SEED(seed)
+        model = cls(**args)
+    if not isinstance(model, _MODULE):
+        raise ProbeError(f"must be a subclass of nn.Module; an instance is a {type(model).__name__}")
+    found, _ = _find_modules(model)
+    _reinit(_canonical(found), _GENERATOR().manual_seed(seed))
+    return model
+
+
+def _forward(model, x) -> dict:
+    """Run the model; plain data about its output (or the error it raised)."""
+    try:
+        out = model(x)
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash is a finding, reported with the modules
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if isinstance(out, (tuple, list)):
+        return {"returned": f"a {type(out).__name__} of {len(out)} items"}
+    if not isinstance(out, torch.Tensor):
+        return {"returned": f"a {type(out).__name__}"}
+    return {"logits": pack(out.detach().clone())}
+
+
+def _one_hot_input(gen, seq_len: int, batch: int, size: int) -> torch.Tensor:
+    idx = torch.randint(0, size, (seq_len, batch), generator=gen)
+    return _EYE(size)[idx]
+
+
+def _train(model, x, labels, lr: float, num_epochs: int) -> dict:
+    """The course's training loop: Adam on the mean cross-entropy, full batch."""
+    first = _forward(model, x)
+    if "logits" not in first:
+        return first
+    shape = first["logits"]["shape"]
+    if shape != [len(labels), 4]:
+        return {"untrained_shape": shape}
+    optimizer = _ADAM([p for p in model.parameters() if p.requires_grad] or [torch.nn.Parameter(_ZEROS(1))], lr=lr)
+    for _ in range(num_epochs):
+        optimizer.zero_grad()
+        loss = _CROSS_ENTROPY(model(x), labels)
+        loss.backward()
+        optimizer.step()
+    with _NO_GRAD():
+        return _forward(model, x)
+
+
+# --------------------------------------------------------------------------- judging side
+
+
+def _rebuild(label: str, desc: dict, batch_first: bool):
+    c = desc["config"]
+    if label == "Embedding":
+        module = _EMBEDDING(c["num_embeddings"], c["embedding_dim"], padding_idx=c["padding_idx"], max_norm=c["max_norm"])
+    elif label == "RNN":
+        module = _RNN(c["input_size"], c["hidden_size"], c["num_layers"], nonlinearity=c["nonlinearity"],
+                      bias=c["bias"], batch_first=batch_first, bidirectional=c["bidirectional"])
+    else:
+        module = _LINEAR(c["in_features"], c["out_features"], bias=c["bias"])
+    return module
+
+
+def _load(module, params: dict) -> None:
+    module.load_state_dict({k: unpack(v) for k, v in params.items()})
+
+
+class _Reference:
+    """The contract's model rebuilt from genuine torch modules: [Embedding ->] RNN -> Linear."""
+
+    def __init__(self, described: dict, *, embedding: bool, batch_first: bool):
+        mods = described["modules"]
+        self.batch_first = batch_first
+        self.emb = _rebuild("Embedding", mods["Embedding"][0], batch_first) if embedding else None
+        self.rnn = _rebuild("RNN", mods["RNN"][0], batch_first)
+        self.fc = _rebuild("Linear", mods["Linear"][0], batch_first)
+
+    def modules(self) -> list:
+        out = [("Embedding", self.emb)] if self.emb is not None else []
+        return out + [("RNN", self.rnn), ("Linear", self.fc)]
+
+    def load(self, described: dict) -> None:
+        for label, module in self.modules():
+            _load(module, described["modules"][label][0]["params"])
+
+    def hidden(self, x, reset: bool = False) -> torch.Tensor:
+        """Top-layer hidden states, (seq, batch, H) or (batch, seq, H) as the layout says."""
+        inputs = self.emb(x) if self.emb is not None else x
+        if not reset:
+            return self.rnn(inputs)[0]
+        time_dim = 1 if self.batch_first else 0
+        steps = [self.rnn(step)[0] for step in inputs.split(1, dim=time_dim)]
+        return torch.cat(steps, dim=time_dim)
+
+    def logits(self, x, reset: bool = False, order: str = "contract") -> torch.Tensor:
+        with _NO_GRAD():
+            out = self.fc(self.hidden(x, reset))
+            if order != "contract":
+                out = out.transpose(0, 1)
+            return out.reshape(-1, out.shape[-1])
+
+
+def _structure_problem(name: str, described: Any, *, embedding: bool) -> str | None:
+    """What is missing or extra among the model's typed submodules (None if it has the contract's)."""
+    if not isinstance(described, dict) or "modules" not in described:
+        return f"{name} could not be inspected."
+    mods = described["modules"]
+    if embedding and not mods.get("Embedding"):
+        return (f"{name} has no registered nn.Embedding submodule. An embedding kept outside the model (a global, "
+                "a plain list or dict, or one built inside forward) is not in model.parameters(), so the optimizer "
+                "never trains it. Create it in __init__: self.emb = nn.Embedding(num_class, embedding_size).")
+    if not mods.get("RNN"):
+        return f"{name} has no nn.RNN submodule: create it in __init__ (self.rnn = nn.RNN(...)) so it is registered."
+    if not mods.get("Linear"):
+        return (f"{name} has no nn.Linear head: its logits are the RNN's hidden state, which tanh keeps in [-1, 1], "
+                f"so the mean loss can never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. Add self.fc = nn.Linear(hidden_size, num_class) "
+                "and apply it to the RNN's output.")
+    for label in ("Embedding", "RNN", "Linear"):
+        if len(mods.get(label, [])) > 1:
+            return f"{name} has {len(mods[label])} nn.{label} submodules; the contract is one of each ({'Embedding -> ' if embedding else ''}RNN -> Linear)."
+    if described.get("extra"):
+        return (f"{name} has parameters outside its nn.Embedding/nn.RNN/nn.Linear modules ({', '.join(described['extra'][:4])}); "
+                "the contract's model has no others.")
+    rnn = mods["RNN"][0]["config"]
+    if rnn["bidirectional"] or rnn["proj_size"]:
+        return f"{name}'s nn.RNN must be a plain one-directional RNN (no bidirectional, no proj_size)."
+    return None
+
+
+def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidden_size: int, num_layers: int,
+                   seq_len: int, batch: int, batch_first: bool) -> str | None:
+    if "error" in observed:
+        return f"{name}'s forward raised {observed['error']}"
+    if "returned" in observed:
+        return f"forward returned {observed['returned']}; it must return one tensor of logits, shape (N, num_class)."
+    if not is_packed_tensor(observed.get("logits")):
+        return f"forward must return a torch.Tensor of logits, shape {expected}."
+    logits = observed["logits"]
+    if logits["dtype"] != "float32":
+        return f"the logits have dtype {logits['dtype']}, expected float32: keep the model's dtype (no .double(), no argmax)."
+    shape = tuple(logits["shape"])
+    if shape == expected:
+        return None
+    n, num_class = expected
+    lead = "seq_len*batch" if not batch_first else "batch*seq_len"
+    want = f"({lead}={n}, num_class={num_class})"
+    if len(shape) == 3 and shape[0] * shape[1] == n:
+        return (f"the logits have shape {shape}, expected {want}: flatten the time and batch dimensions "
+                f"with .reshape(-1, num_class), as CrossEntropyLoss wants one row per prediction.")
+    if len(shape) == 2 and shape[0] == n and shape[1] == hidden_size != num_class:
+        return (f"the logits have shape {shape}, expected {want}: the last dimension is hidden_size={hidden_size}. "
+                "Apply the Linear head (hidden_size -> num_class) to the RNN's output.")
+    if shape and shape[0] in (batch, num_layers * batch) and shape[0] != n:
+        return (f"the logits have shape {shape}, expected {want}: you may have used h_n (the last step only). "
+                "Use the RNN's output, which holds the top layer's hidden state at every time step.")
+    return f"the logits have shape {shape}, expected {want}."
+
+
+def _value_problem(name: str, reference: _Reference, described: dict, x, logits: torch.Tensor, *, embedding: bool) -> str | None:
+    """None when ``logits`` are what the contract's model computes; else the likeliest fault."""
+    expected = reference.logits(x)
+    tol = 1e-4 * max(1.0, float(expected.abs().max()))
+    if max_diff(logits, expected) <= tol:
+        return None
+    rnn = described["modules"]["RNN"][0]["config"]
+    layout = "(batch, seq_len)" if embedding else "(seq_len, batch, input_size)"
+    if rnn["batch_first"] != reference.batch_first:
+        if embedding:
+            return (f"{name}'s nn.RNN has batch_first=False, so it reads x {layout} as (seq_len, batch): "
+                    "it runs over the batch instead of over the time steps. Create it with batch_first=True.")
+        return (f"{name}'s nn.RNN has batch_first=True, but x is (seq_len, batch, input_size): "
+                "leave batch_first=False (the default).")
+    with _NO_GRAD():
+        hidden = reference.hidden(x)
+    if hidden.shape[-1] == logits.shape[-1] and max_diff(logits, hidden.reshape(logits.shape)) <= tol:
+        return (f"{name} never applies its Linear head: the logits are the RNN's hidden state, which tanh keeps "
+                "in [-1, 1]. Return self.fc(output), flattened.")
+    if max_diff(logits, reference.logits(x, reset=True)) <= tol:
+        return (f"{name} resets the hidden state at every time step: each logit only sees its own input, so "
+                "the two l's of 'hello' get the same prediction. Run the RNN over the whole sequence at once "
+                "(or carry h from step to step).")
+    if max_diff(logits, reference.logits(x, order="swapped")) <= tol:
+        rows = "b*seq_len + t" if embedding else "t*batch + b"
+        return (f"{name}'s rows are in the wrong order: the logits of sequence b at step t must be row {rows}, "
+                "the order .reshape(-1, num_class) gives on the RNN's output layout. Don't transpose before flattening.")
+    if max_diff(logits, _SOFTMAX(expected, dim=1)) <= tol:
+        return (f"{name} returns probabilities (softmax): return the raw logits, "
+                "nn.CrossEntropyLoss applies log-softmax itself.")
+    return (f"{name}'s logits differ from {'Embedding -> ' if embedding else ''}nn.RNN -> nn.Linear with the same "
+            f"parameters (max difference {max_diff(logits, expected):.3g}): forward must feed "
+            f"{'the embedded x' if embedding else 'x'} to the RNN (h0 = zeros or none) and the RNN's output to the Linear head.")
+
+
+class _ModelExercise(Exercise):
+    """Shared machinery of OneHotRNN and EmbeddingRNN."""
+
+    embedding = False
+    batch_first = False
+    LR = 0.1
+    NUM_EPOCHS = 30
+    THRESHOLD = 0.1
+    TRAIN_ARGS: dict = {}
+
+    # -- hooks
+    def args(self, sizes: dict) -> dict:
+        raise NotImplementedError
+
+    def make_input(self, gen, sizes: dict):
+        raise NotImplementedError
+
+    def train_input(self):
+        raise NotImplementedError
+
+    def n_rows(self, sizes: dict) -> int:
+        return sizes["seq_len"] * sizes["batch"]
+
+    # -- probe
+    def probe(self, cls: Any, case: Case) -> Any:
+        d = case.data
+        model = _build_student(cls, self.args(d["sizes"]), d["seed"])
+        if d["kind"] == "train":
+            x = self.train_input()
+            labels = torch.tensor(d["target"])
+            with _FORK_RNG(devices=[]):
+                _MANUAL_SEED(d["seed"])
+                result = _train(model, x, labels, self.LR, self.NUM_EPOCHS)
+        else:
+            model.eval()
+            x = self.make_input(_GENERATOR().manual_seed(d["seed"]), d["sizes"])
+            with _NO_GRAD(), _FORK_RNG(devices=[]):
+                _MANUAL_SEED(d["seed"])
+                result = _forward(model, x)
+        result.update(_describe(model))
+        return result
+
+    # -- judge
+    def judge(self, case: Case, observed: Any) -> str | None:
+        if not isinstance(observed, dict):
+            return f"{self.name} could not be run."
+        d = case.data
+        sizes = d["sizes"]
+        expected = (self.n_rows(sizes), sizes["num_class"])
+        if d["kind"] == "train" and "untrained_shape" in observed:
+            observed = dict(observed, logits={"tensor": [], "dtype": "float32", "shape": observed["untrained_shape"]})
+        shape = _shape_problem(self.name, observed, expected, hidden_size=sizes["hidden_size"],
+                               num_layers=sizes.get("num_layers", 1), seq_len=sizes["seq_len"],
+                               batch=sizes["batch"], batch_first=self.batch_first)
+        structure = _structure_problem(self.name, observed, embedding=self.embedding)
+        if d["kind"] == "shape":
+            if shape and structure and "error" in observed:
+                return f"{shape} ({structure})"
+            return shape
+        if structure:
+            return structure
+        if shape:
+            return shape
+        try:
+            reference = _Reference(observed, embedding=self.embedding, batch_first=self.batch_first)
+            reference.load(observed)
+        except Exception as exc:  # noqa: BLE001 - malformed or inconsistent parameters
+            return f"{self.name}'s parameters could not be loaded into the reference modules: {exc}"
+        logits = unpack(observed["logits"])
+        if d["kind"] == "train":
+            return self._judge_training(case, observed, reference, logits)
+        x = self.make_input(_GENERATOR().manual_seed(d["seed"]), sizes)
+        return _value_problem(self.name, reference, observed, x, logits, embedding=self.embedding)
+
+    def _judge_training(self, case: Case, observed: dict, reference: _Reference, logits) -> str | None:
+        d = case.data
+        x = self.train_input()
+        problem = _value_problem(self.name, reference, observed, x, logits, embedding=self.embedding)
+        if problem:
+            return problem
+        labels = torch.tensor(d["target"])
+        with _NO_GRAD():
+            loss = float(_CROSS_ENTROPY(reference.logits(x), labels))
+        setting = (f"after {self.NUM_EPOCHS} epochs of Adam (lr {self.LR}) on hello -> {_word(d['target'])} "
+                   f"from seed {d['seed']}")
+        if not math.isfinite(loss) or loss > self.THRESHOLD:
+            why = ""
+            if loss >= TANH_FLOOR - 1e-3:
+                why = f" Your loss is above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: check that the Linear head comes last."
+            return (f"{self.name} does not learn: {setting} its mean loss is {loss:.3f}; a correct model gets below "
+                    f"{self.THRESHOLD} for every calibrated seed.{why}")
+        return self._after_training(d, observed, reference)
+
+    def _after_training(self, d: dict, observed: dict, reference: _Reference) -> str | None:
+        return None
+
+
+class OneHotExercise(Exercise):
+    grade_id = "one_hot"
+    name = "one_hot"
+    assignment = "hello_ohlol"
+    notebook = "one_hot_rnn"
+    test_ids = ("test_one_hot",)
+
+    def cases(self, seed: int) -> list[Case]:
+        rng = random.Random(seed)
+        out = [Case(self.test_ids[0], "hello as a list", {"indices": list(HELLO), "num_classes": 4, "as": "list"}),
+               Case(self.test_ids[0], "hello as a tensor", {"indices": list(HELLO), "num_classes": 4, "as": "tensor"}),
+               Case(self.test_ids[0], "num_classes above the largest index", {"indices": [0, 2, 1], "num_classes": 6, "as": "tensor"}),
+               Case(self.test_ids[0], "one index", {"indices": [rng.randrange(5)], "num_classes": 5, "as": "list"})]
+        for kind in ("list", "tensor"):
+            n = rng.randint(2, 9)
+            indices = [rng.randrange(n) for _ in range(rng.randint(3, 12))]
+            out.append(Case(self.test_ids[0], f"random {kind}", {"indices": indices, "num_classes": n + rng.randint(0, 3), "as": kind}))
+        return out
+
+    def probe(self, fn: Any, case: Case) -> Any:
+        d = case.data
+        indices = list(d["indices"]) if d["as"] == "list" else torch.tensor(d["indices"], dtype=torch.int64)
+        try:
+            out = fn(indices, d["num_classes"])
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the input kind
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        if not isinstance(out, torch.Tensor):
+            return {"returned": type(out).__name__}
+        return {"out": pack(out.detach().clone())}
+
+    def judge(self, case: Case, observed: Any) -> str | None:
+        d = case.data
+        indices, num_classes = d["indices"], d["num_classes"]
+        shown = f"{indices}" if d["as"] == "list" else f"torch.tensor({indices})"
+        call = f"one_hot({shown}, {num_classes})"
+        if not isinstance(observed, dict):
+            return f"{call} could not be run."
+        if "error" in observed:
+            hint = ""
+            if d["as"] == "list":
+                hint = " It must accept a Python list too: convert first with torch.as_tensor(indices)."
+            elif d["as"] == "tensor":
+                hint = " It must accept a 1-D LongTensor too."
+            return f"{call} raised {observed['error']}.{hint}"
+        if "returned" in observed:
+            return f"{call} returned a {observed['returned']}; it must return a torch.Tensor."
+        out = observed.get("out")
+        if not is_packed_tensor(out):
+            return f"{call} must return a torch.Tensor."
+        if out["dtype"] != "float32":
+            return (f"{call} has dtype torch.{out['dtype']}, expected torch.float32: nn.RNN multiplies its input "
+                    "by float weights. Convert with .float().")
+        expected = _EYE(num_classes)[torch.tensor(indices)]
+        n = len(indices)
+        shape = tuple(out["shape"])
+        if shape != (n, num_classes):
+            if shape == (num_classes, n) and n != num_classes:
+                return f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes}): one row per index, not one column. You returned the transpose."
+            if len(shape) == 2 and shape[0] == n:
+                return (f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes}): "
+                        f"dimension 1 must be num_classes={num_classes}, whatever the largest index is.")
+            return f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes})."
+        got = unpack(out)
+        if max_diff(got, expected) == 0:
+            return None
+        for shift in (1, -1):
+            if max_diff(got, _EYE(num_classes)[(torch.tensor(indices) + shift) % num_classes]) == 0:
+                return f"{call} puts each 1 one column {'right' if shift > 0 else 'left'} of its index: index k goes in column k (counting from 0)."
+        bad = next(i for i in range(n) if max_diff(got[i], expected[i]) > 0)
+        return (f"{call} row {bad} is {got[bad].tolist()}, expected {expected[bad].tolist()}: "
+                f"row i is all zeros except a 1 in column indices[i].")
+
+
+class OneHotRNNExercise(_ModelExercise):
+    grade_id = "one_hot_rnn_head"
+    name = "OneHotRNN"
+    assignment = "hello_ohlol"
+    notebook = "one_hot_rnn"
+    test_ids = ("test_one_hot_rnn_head", "test_one_hot_rnn_head_training")
+
+    embedding = False
+    batch_first = False
+    # Calibrated by grading.instructor.calibration.hello_ohlol (see the notebook's instructor notes).
+    LR = 0.1
+    NUM_EPOCHS = 30
+    THRESHOLD = 0.1
+    TRAIN_SIZES = {"input_size": 4, "hidden_size": 8, "num_class": 4, "seq_len": 5, "batch": 1}
+
+    def args(self, s: dict) -> dict:
+        return {"input_size": s["input_size"], "hidden_size": s["hidden_size"], "num_class": s["num_class"]}
+
+    def make_input(self, gen, s: dict):
+        return _one_hot_input(gen, s["seq_len"], s["batch"], s["input_size"])
+
+    def train_input(self):
+        return _EYE(4)[torch.tensor(HELLO)].view(len(HELLO), 1, 4)
+
+    def cases(self, seed: int) -> list[Case]:
+        rng = random.Random(seed)
+        out = []
+        shapes = [(5, 1, 4, 8, 4), (3, 2, 4, 6, 4), (4, 3, 5, 7, 3),
+                  (rng.randint(2, 7), rng.randint(2, 4), rng.randint(2, 6), rng.randint(2, 9), rng.randint(2, 6))]
+        for seq_len, batch, input_size, hidden_size, num_class in shapes:
+            sizes = {"seq_len": seq_len, "batch": batch, "input_size": input_size, "hidden_size": hidden_size, "num_class": num_class}
+            out.append(Case(self.test_ids[0], f"{sizes}", {"kind": "values", "sizes": sizes, "seed": rng.randrange(2**31)}))
+        for target in (list(OHLOL), [rng.randrange(4) for _ in HELLO]):
+            out.append(Case(self.test_ids[1], f"hello -> {_word(target)}",
+                            {"kind": "train", "sizes": self.TRAIN_SIZES, "target": target, "seed": rng.randrange(2**31)}))
+        return out
+
+
+class EmbeddingRNNExercise(_ModelExercise):
+    grade_id = "embedding_rnn"
+    name = "EmbeddingRNN"
+    assignment = "hello_ohlol"
+    notebook = "embedding_rnn"
+    test_ids = ("test_embedding_rnn_shape", "test_embedding_rnn_structure", "test_embedding_rnn_training")
+
+    embedding = True
+    batch_first = True
+    # Calibrated by grading.instructor.calibration.hello_ohlol (see the notebook's instructor notes).
+    LR = 0.1
+    NUM_EPOCHS = 30
+    THRESHOLD = 0.1
+    TRAIN_SIZES = {"num_class": 4, "embedding_size": 10, "hidden_size": 8, "num_layers": 2, "seq_len": 5, "batch": 1}
+    # The embedding must move by more than this (max abs change of its weight) during training.
+    MIN_EMBEDDING_CHANGE = 1e-3
+
+    def args(self, s: dict) -> dict:
+        return {"num_class": s["num_class"], "embedding_size": s["embedding_size"],
+                "hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
+
+    def make_input(self, gen, s: dict):
+        return torch.randint(0, s["num_class"], (s["batch"], s["seq_len"]), generator=gen)
+
+    def train_input(self):
+        return torch.tensor([HELLO])
+
+    def cases(self, seed: int) -> list[Case]:
+        rng = random.Random(seed)
+        out = []
+        shapes = {
+            "test_embedding_rnn_shape": [(4, 10, 8, 2, 1, 5), (4, 3, 5, 1, 3, 4), (6, 5, 7, 3, 2, 6),
+                                         (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9), rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 7))],
+            "test_embedding_rnn_structure": [(4, 10, 8, 2, 2, 5), (5, 3, 6, 1, 3, 4),
+                                             (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9), rng.randint(1, 3), rng.randint(2, 4), rng.randint(2, 7))],
+        }
+        for test_id, combos in shapes.items():
+            for num_class, embedding_size, hidden_size, num_layers, batch, seq_len in combos:
+                sizes = {"num_class": num_class, "embedding_size": embedding_size, "hidden_size": hidden_size,
+                         "num_layers": num_layers, "batch": batch, "seq_len": seq_len}
+                kind = "shape" if test_id.endswith("shape") else "values"
+                out.append(Case(test_id, f"{sizes}", {"kind": kind, "sizes": sizes, "seed": rng.randrange(2**31)}))
+        for target in (list(OHLOL), [rng.randrange(4) for _ in HELLO]):
+            out.append(Case(self.test_ids[2], f"hello -> {_word(target)}",
+                            {"kind": "train", "sizes": self.TRAIN_SIZES, "target": target, "seed": rng.randrange(2**31)}))
+        return out
+
+    def _after_training(self, d: dict, observed: dict, reference: _Reference) -> str | None:
+        """The embedding must have been trained: compare with the initial weights, recomputed here."""
+        initial = _Reference(observed, embedding=True, batch_first=True)
+        _reinit(initial.modules(), _GENERATOR().manual_seed(d["seed"]))
+        change = max_diff(reference.emb.weight.detach(), initial.emb.weight.detach())
+        if change <= self.MIN_EMBEDDING_CHANGE:
+            frozen = ", ".join(observed.get("frozen") or []) or "none"
+            return (f"{self.name}'s embedding did not change during training (max change {change:.2g}): it is frozen "
+                    f"(parameters with requires_grad=False: {frozen}) or not used in forward. An embedding is a table "
+                    "of trainable vectors: keep its weight trainable (nn.Embedding(num_class, embedding_size), "
+                    "not Embedding.from_pretrained(..., freeze=True)).")
+        return None
+
+
+EXERCISES = [OneHotExercise(), OneHotRNNExercise(), EmbeddingRNNExercise()]

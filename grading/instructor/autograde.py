@@ -201,7 +201,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
             if verdicts is not None:
                 _comment_on_solutions(gb, assignment, student, name, verdicts, cells)
             student_code = _student_code(nb) if nb is not None else ""
-            for finding in scan(student_code):
+            for finding in scan(student_code, _protected_names(nb) if nb is not None else set()):
                 flags.append(f"tampering: {finding}")
             result.notebooks[name] = {
                 "score": sum(c["score"] for c in cells.values()),
@@ -250,6 +250,19 @@ def _kernel_errors(nb: nbformat.NotebookNode, secret_lines: set[str]) -> dict[st
             elif out.get("output_type") == "stream" and out.get("name") == "stderr" and meta["grade_id"] not in errors:
                 errors[meta["grade_id"]] = "the test cell wrote to stderr (nbgrader scores such a cell zero)"
     return errors
+
+
+def _protected_names(nb: nbformat.NotebookNode) -> set[str]:
+    """Names the notebook's read-only cells import for the tests (checks, torch, ...)."""
+    import ast
+
+    from .verifier import setup_imports
+
+    names = set()
+    for node in ast.walk(ast.parse(setup_imports(nb) or "pass")):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def _student_code(nb: nbformat.NotebookNode) -> str:

@@ -29,13 +29,25 @@ CALLS = {
 }
 
 
-def scan(source: str) -> list[str]:
-    """What the code tries, one plain sentence per finding (empty for honest code)."""
+def scan(source: str, protected: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """What the code tries, one plain sentence per finding (empty for honest code).
+
+    ``protected``: names the notebook's own cells define for the tests (e.g. imported checks);
+    rebinding one of them is reported.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
     findings: list[str] = []
+    roots = set(GUARDED_ROOTS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in GUARDED_ROOTS:
+                    roots.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in GUARDED_ROOTS:
+            roots.update(a.asname or a.name for a in node.names if a.name[:1].islower() or a.name == "Tensor")
 
     def add(text: str) -> None:
         if text not in findings:
@@ -46,14 +58,18 @@ def scan(source: str) -> list[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 name = _dotted(target)
-                if name and "." in name and name.split(".")[0] in GUARDED_ROOTS:
+                if name and "." in name and name.split(".")[0] in roots:
                     add(f"patches {name}")
+                elif name and name.startswith("get_ipython()."):
+                    add(CALLS.get(name.rsplit(".", 1)[-1]) or f"patches IPython's shell ({name})")
+                if isinstance(target, ast.Name) and target.id in protected:
+                    add(f"redefines {target.id}, which the tests use")
                 if isinstance(target, ast.Subscript) and _dotted(target.value) in ("sys.modules", "__builtins__", "builtins.__dict__"):
                     add(f"rewrites {_dotted(target.value)}")
         elif isinstance(node, ast.Call):
             func = _dotted(node.func) or ""
             last = func.rsplit(".", 1)[-1]
-            if func in ("setattr", "delattr") and node.args and (_dotted(node.args[0]) or "").split(".")[0] in GUARDED_ROOTS:
+            if func in ("setattr", "delattr") and node.args and (_dotted(node.args[0]) or "").split(".")[0] in roots:
                 add(f"patches {_dotted(node.args[0])} with {func}()")
             elif last == "register" and ".events" in func:
                 add("registers an IPython event hook (runs code around every cell, tests included)")
@@ -61,6 +77,8 @@ def scan(source: str) -> list[str]:
                 add(CALLS[last])
         elif isinstance(node, ast.Attribute) and node.attr in ("input_transformers_cleanup", "input_transformers_post"):
             add(CALLS[node.attr])
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in protected:
+            add(f"redefines {node.name}, which the tests use")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             module = node.module if isinstance(node, ast.ImportFrom) else None
             names = [module] if module else [a.name for a in node.names]

@@ -1,9 +1,9 @@
 """Calibrate the training tests of ``hello_ohlol``: OneHotRNN (the Linear head) and EmbeddingRNN.
 
-For every seed the hidden test's own cases are drawn (``Exercise.cases(seed)``: one run on
-hello -> ohlol, one on a random target over e, h, l, o), the catalogue's answer is retrained
-with the test's own probe (the course's training loop, one thread) and judged by the test's own
-judge. A threshold is right when the reference passes on every seed and every known-bad variant
+For every seed the hidden test's own cases are drawn (``Exercise.cases(seed)``: hello -> ohlol
+and hello -> a random target over e, h, l, o, each retrained from two fresh initialisations),
+the catalogue's answer is retrained with the test's own probe (the course's training loop, one
+thread) and judged by the test's own judge (the best of the two runs must beat the threshold). A threshold is right when the reference passes on every seed and every known-bad variant
 fails on every seed. ``loss_pass_rate`` says how often the loss *alone* would pass: the bugs no
 loss threshold catches (an embedding that is never trained) show up there with a high rate and a
 ``pass_rate`` of 0, because the structural checks catch them.
@@ -42,18 +42,23 @@ def _load(grade_id: str, key: str):
     return exercise, namespace[exercise.name]
 
 
-def _loss(case, observed) -> float:
-    """Mean cross-entropy of the trained model's logits (what the loss alone says)."""
-    logits = observed.get("logits") if isinstance(observed, dict) else None
-    if not is_packed_tensor(logits) or tuple(logits["shape"]) != (len(case.data["target"]), 4):
+def _loss(target: list[int], run) -> float:
+    """Mean cross-entropy of one trained run's logits, as the probe returned them (what the loss alone says)."""
+    logits = run.get("logits") if isinstance(run, dict) else None
+    if not is_packed_tensor(logits) or tuple(logits["shape"]) != (len(target), 4):
         return float("inf")
-    return float(torch.nn.functional.cross_entropy(unpack(logits), torch.tensor(case.data["target"])))
+    return float(torch.nn.functional.cross_entropy(unpack(logits), torch.tensor(target)))
 
 
 def calibrate(num_seeds: int = 200, variants: dict | None = None) -> list[dict]:
-    """Retrain every variant on ``num_seeds`` seeds x (ohlol, random target); one row per
-    (exercise, variant, target kind) with seeds, pass_rate, loss_pass_rate, worst/median/best loss,
-    threshold, expected verdict and the time per training run."""
+    """Retrain every variant on ``num_seeds`` grading seeds x (ohlol, random target), each case being two
+    fresh runs as in the hidden test; one row per (exercise, variant, target kind).
+
+    Row keys: exercise, variant, target, expected, seeds, runs, pass_rate (the hidden test's verdict),
+    loss_pass_rate (best run's loss <= threshold, ignoring the structural checks), worst_loss (worst case
+    of the best of two runs: what the threshold is compared with), worst_run_loss (worst single run),
+    runs_over_threshold, median_loss, best_loss, threshold, ms_per_run.
+    """
     torch.set_num_threads(1)
     rows = []
     for grade_id, plan in (variants or VARIANTS).items():
@@ -61,21 +66,27 @@ def calibrate(num_seeds: int = 200, variants: dict | None = None) -> list[dict]:
             exercise, cls = _load(grade_id, key)
             results: dict[str, list] = {"ohlol": [], "random": []}
             started = time.perf_counter()
+            runs = 0
             for seed in range(num_seeds):
                 train_cases = [c for c in exercise.cases(seed) if c.data.get("kind") == "train"]
                 for kind, case in zip(("ohlol", "random"), train_cases):
                     observed = exercise.probe(cls, case)
                     verdict = exercise.judge(case, observed)
-                    results[kind].append((verdict is None, _loss(case, observed)))
-            per_run = (time.perf_counter() - started) / (2 * num_seeds)
-            for kind, runs in results.items():
-                losses = [loss for _, loss in runs]
+                    losses = [_loss(case.data["target"], run) for run in observed["runs"]]
+                    runs += len(losses)
+                    results[kind].append((verdict is None, losses))
+            per_run = (time.perf_counter() - started) / max(runs, 1)
+            for kind, cases in results.items():
+                best = [min(losses) for _, losses in cases]
+                every = [loss for _, losses in cases for loss in losses]
                 rows.append({
                     "exercise": grade_id, "variant": key, "target": kind, "expected": expected,
-                    "seeds": len(runs),
-                    "pass_rate": sum(ok for ok, _ in runs) / len(runs),
-                    "loss_pass_rate": sum(loss <= exercise.THRESHOLD for loss in losses) / len(runs),
-                    "worst_loss": max(losses), "median_loss": statistics.median(losses), "best_loss": min(losses),
+                    "seeds": len(cases), "runs": len(every),
+                    "pass_rate": sum(ok for ok, _ in cases) / len(cases),
+                    "loss_pass_rate": sum(b <= exercise.THRESHOLD for b in best) / len(cases),
+                    "worst_loss": max(best), "worst_run_loss": max(every),
+                    "runs_over_threshold": sum(loss > exercise.THRESHOLD for loss in every),
+                    "median_loss": statistics.median(every), "best_loss": min(every),
                     "threshold": exercise.THRESHOLD, "ms_per_run": round(1000 * per_run, 1),
                 })
     return rows
@@ -105,11 +116,13 @@ def problems(rows: list[dict]) -> list[str]:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'exercise':<17} {'variant':<20} {'target':<7} {'seeds':>5} {'pass':>6} {'loss<=thr':>9} {'worst':>8} {'median':>8} {'best':>8} {'thr':>5} {'ms/run':>7}"
+    head = (f"{'exercise':<17} {'variant':<20} {'target':<7} {'seeds':>5} {'pass':>6} {'loss<=thr':>9} "
+            f"{'worst':>8} {'worst run':>9} {'runs>thr':>8} {'median':>8} {'best':>8} {'thr':>5} {'ms/run':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['exercise']:<17} {r['variant']:<20} {r['target']:<7} {r['seeds']:>5} {r['pass_rate']:>6.3f} "
-                     f"{r['loss_pass_rate']:>9.3f} {r['worst_loss']:>8.4f} {r['median_loss']:>8.4f} {r['best_loss']:>8.4f} "
+                     f"{r['loss_pass_rate']:>9.3f} {r['worst_loss']:>8.4f} {r['worst_run_loss']:>9.4f} "
+                     f"{r['runs_over_threshold']:>8} {r['median_loss']:>8.4f} {r['best_loss']:>8.4f} "
                      f"{r['threshold']:>5} {r['ms_per_run']:>7}")
     return "\n".join(lines)
 

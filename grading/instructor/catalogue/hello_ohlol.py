@@ -233,3 +233,8 @@ ANSWERS = [
     _emb("h_n", "uses h_n instead of the output", correct=False, message="h_n",
          source=_emb_class(_EMB_INIT, "        _, h_n = self.rnn(self.emb(x))\n        return self.fc(h_n).reshape(-1, self.num_class)")),
 ]
+
+ANSWERS.append(
+    _head("tanh_after_head", "squashes the head's output with tanh", correct=False, message="all lie in [-1, 1]",
+          source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
+                                         "        return torch.tanh(self.fc(out)).reshape(-1, self.num_class)")))

@@ -128,8 +128,12 @@ class Exercise:
             tree = ast.parse(source)
         except SyntaxError:
             return None
+        # Only the definitions count: a module-level statement that patches torch is tampering
+        # (flagged elsewhere), not a use of torch's cell by the answer. Calls that reach a fused
+        # function through a module-level alias are caught by the harness's traps.
+        definitions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         used = set()
-        for node in ast.walk(tree):
+        for node in (n for d in definitions for n in ast.walk(d)):
             if isinstance(node, ast.Name):
                 used.add(node.id)
             elif isinstance(node, ast.Attribute):

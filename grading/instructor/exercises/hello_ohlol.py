@@ -101,11 +101,12 @@ def _describe(model) -> dict:
     }
 
 
-def _reinit(modules: list, gen) -> None:
+def _reinit(modules: list, gen, head_scale: float = 1.0) -> None:
     """Torch's default initialisation, drawn from ``gen`` in a fixed order: Embedding, RNN, Linear.
 
     ``modules`` is [(label, module), ...] in that order. Used on the student's modules (probe)
     and on the reference rebuilt in the judge, so both start from identical parameters.
+    ``head_scale`` enlarges the Linear head so that the logits leave [-1, 1] (value tests).
     """
     with _NO_GRAD():
         for label, module in modules:
@@ -114,7 +115,7 @@ def _reinit(modules: list, gen) -> None:
                     p.copy_(_RANDN(p.shape, generator=gen))
                 else:
                     fan = module.hidden_size if label == "RNN" else module.in_features
-                    bound = 1.0 / math.sqrt(fan)
+                    bound = (head_scale if label == "Linear" else 1.0) / math.sqrt(fan)
                     p.copy_(_RAND(p.shape, generator=gen) * 2 * bound - bound)
 
 
@@ -122,7 +123,7 @@ def _canonical(found: dict[str, list]) -> list:
     return [(label, mods[0]) for label, mods in found.items() if len(mods) == 1]
 
 
-def _build_student(cls, args: dict, seed: int):
+def _build_student(cls, args: dict, seed: int, head_scale: float = 1.0):
     """Instantiate the student's class and re-initialise its typed submodules from ``seed``."""
     with _FORK_RNG(devices=[]):
         _MANUAL_SEED(seed)
@@ -130,7 +131,7 @@ def _build_student(cls, args: dict, seed: int):
     if not isinstance(model, _MODULE):
         raise ProbeError(f"must be a subclass of nn.Module; an instance is a {type(model).__name__}")
     found, _ = _find_modules(model)
-    _reinit(_canonical(found), _GENERATOR().manual_seed(seed))
+    _reinit(_canonical(found), _GENERATOR().manual_seed(seed), head_scale)
     return model
 
 
@@ -312,20 +313,33 @@ def _value_problem(name: str, reference: _Reference, described: dict, x, logits:
     if max_diff(logits, _SOFTMAX(expected, dim=1)) <= tol:
         return (f"{name} returns probabilities (softmax): return the raw logits, "
                 "nn.CrossEntropyLoss applies log-softmax itself.")
+    if float(expected.abs().max()) > 1.5 and float(logits.abs().max()) <= 1.0 + 1e-6:
+        return (f"{name}'s logits all lie in [-1, 1], where correct ones reach {float(expected.abs().max()):.2f}: "
+                "something squashes them (a tanh or sigmoid after the head, or the hidden state instead of the head's "
+                "output). Return the Linear head's output as it is.")
     return (f"{name}'s logits differ from {'Embedding -> ' if embedding else ''}nn.RNN -> nn.Linear with the same "
             f"parameters (max difference {max_diff(logits, expected):.3g}): forward must feed "
             f"{'the embedded x' if embedding else 'x'} to the RNN (h0 = zeros or none) and the RNN's output to the Linear head.")
 
 
 class _ModelExercise(Exercise):
-    """Shared machinery of OneHotRNN and EmbeddingRNN."""
+    """Shared machinery of OneHotRNN and EmbeddingRNN.
+
+    Case data: ``kind`` ("shape", "values" or "train"), ``sizes``, and ``seed`` (shape/values) or
+    ``seeds`` + ``target`` (train). A training case retrains a fresh model once per seed and passes
+    when every run is structurally right and the *best* run's loss is below THRESHOLD: a correct
+    model stuck in a rare local minimum (about 1 run in 2,000) then still passes, while the
+    known-bad models fail every run (their loss has a floor, see the calibration).
+    """
 
     embedding = False
     batch_first = False
     LR = 0.1
     NUM_EPOCHS = 30
     THRESHOLD = 0.1
-    TRAIN_ARGS: dict = {}
+    TRAIN_SIZES: dict = {}
+    # Shape and value tests enlarge the head's initial weights so that correct logits leave [-1, 1].
+    HEAD_SCALE = 8.0
 
     # -- hooks
     def args(self, sizes: dict) -> dict:
@@ -340,22 +354,30 @@ class _ModelExercise(Exercise):
     def n_rows(self, sizes: dict) -> int:
         return sizes["seq_len"] * sizes["batch"]
 
+    def train_case(self, test_id: str, target: list[int], rng: random.Random) -> Case:
+        return Case(test_id, f"hello -> {_word(target)}",
+                    {"kind": "train", "sizes": self.TRAIN_SIZES, "target": target,
+                     "seeds": [rng.randrange(2**31), rng.randrange(2**31)]})
+
     # -- probe
     def probe(self, cls: Any, case: Case) -> Any:
         d = case.data
-        model = _build_student(cls, self.args(d["sizes"]), d["seed"])
         if d["kind"] == "train":
-            x = self.train_input()
-            labels = torch.tensor(d["target"])
-            with _FORK_RNG(devices=[]):
-                _MANUAL_SEED(d["seed"])
-                result = _train(model, x, labels, self.LR, self.NUM_EPOCHS)
-        else:
-            model.eval()
-            x = self.make_input(_GENERATOR().manual_seed(d["seed"]), d["sizes"])
-            with _NO_GRAD(), _FORK_RNG(devices=[]):
-                _MANUAL_SEED(d["seed"])
-                result = _forward(model, x)
+            return {"runs": [self._train_run(cls, d, seed) for seed in d["seeds"]]}
+        model = _build_student(cls, self.args(d["sizes"]), d["seed"], head_scale=self.HEAD_SCALE)
+        model.eval()
+        x = self.make_input(_GENERATOR().manual_seed(d["seed"]), d["sizes"])
+        with _NO_GRAD(), _FORK_RNG(devices=[]):
+            _MANUAL_SEED(d["seed"])
+            result = _forward(model, x)
+        result.update(_describe(model))
+        return result
+
+    def _train_run(self, cls: Any, d: dict, seed: int) -> dict:
+        model = _build_student(cls, self.args(d["sizes"]), seed)
+        with _FORK_RNG(devices=[]):
+            _MANUAL_SEED(seed)
+            result = _train(model, self.train_input(), torch.tensor(d["target"]), self.LR, self.NUM_EPOCHS)
         result.update(_describe(model))
         return result
 
@@ -364,51 +386,72 @@ class _ModelExercise(Exercise):
         if not isinstance(observed, dict):
             return f"{self.name} could not be run."
         d = case.data
+        if d["kind"] == "train":
+            return self._judge_training(d, observed)
+        problem, reference = self._model_problem(d, observed, d["kind"])
+        if problem or d["kind"] == "shape":
+            return problem
+        x = self.make_input(_GENERATOR().manual_seed(d["seed"]), d["sizes"])
+        return _value_problem(self.name, reference, observed, x, unpack(observed["logits"]), embedding=self.embedding)
+
+    def _model_problem(self, d: dict, observed: dict, kind: str) -> tuple[str | None, _Reference | None]:
+        """Shape and structure problems; else the reference model loaded with the observed parameters."""
         sizes = d["sizes"]
         expected = (self.n_rows(sizes), sizes["num_class"])
-        if d["kind"] == "train" and "untrained_shape" in observed:
+        if "untrained_shape" in observed:
             observed = dict(observed, logits={"tensor": [], "dtype": "float32", "shape": observed["untrained_shape"]})
         shape = _shape_problem(self.name, observed, expected, hidden_size=sizes["hidden_size"],
                                num_layers=sizes.get("num_layers", 1), seq_len=sizes["seq_len"],
                                batch=sizes["batch"], batch_first=self.batch_first)
         structure = _structure_problem(self.name, observed, embedding=self.embedding)
-        if d["kind"] == "shape":
+        if kind == "shape":
             if shape and structure and "error" in observed:
-                return f"{shape} ({structure})"
-            return shape
-        if structure:
-            return structure
-        if shape:
-            return shape
+                return f"{shape} ({structure})", None
+            return shape, None
+        if structure or shape:
+            return structure or shape, None
         try:
             reference = _Reference(observed, embedding=self.embedding, batch_first=self.batch_first)
             reference.load(observed)
         except Exception as exc:  # noqa: BLE001 - malformed or inconsistent parameters
-            return f"{self.name}'s parameters could not be loaded into the reference modules: {exc}"
-        logits = unpack(observed["logits"])
-        if d["kind"] == "train":
-            return self._judge_training(case, observed, reference, logits)
-        x = self.make_input(_GENERATOR().manual_seed(d["seed"]), sizes)
-        return _value_problem(self.name, reference, observed, x, logits, embedding=self.embedding)
+            return f"{self.name}'s parameters could not be loaded into the reference modules: {exc}", None
+        return None, reference
 
-    def _judge_training(self, case: Case, observed: dict, reference: _Reference, logits) -> str | None:
-        d = case.data
-        x = self.train_input()
-        problem = _value_problem(self.name, reference, observed, x, logits, embedding=self.embedding)
+    def run_loss(self, d: dict, run: Any) -> tuple[str | None, float]:
+        """(structural problem or None, mean loss recomputed from the run's trained parameters)."""
+        if not isinstance(run, dict):
+            return f"{self.name} could not be run.", math.inf
+        problem, reference = self._model_problem(d, run, "train")
         if problem:
-            return problem
-        labels = torch.tensor(d["target"])
+            return problem, math.inf
+        x = self.train_input()
+        problem = _value_problem(self.name, reference, run, x, unpack(run["logits"]), embedding=self.embedding)
+        if problem:
+            return problem, math.inf
         with _NO_GRAD():
-            loss = float(_CROSS_ENTROPY(reference.logits(x), labels))
-        setting = (f"after {self.NUM_EPOCHS} epochs of Adam (lr {self.LR}) on hello -> {_word(d['target'])} "
-                   f"from seed {d['seed']}")
-        if not math.isfinite(loss) or loss > self.THRESHOLD:
+            loss = float(_CROSS_ENTROPY(reference.logits(x), torch.tensor(d["target"])))
+        return self._after_training(d, run, reference), loss
+
+    def _judge_training(self, d: dict, observed: dict) -> str | None:
+        runs = observed.get("runs")
+        if not isinstance(runs, list) or len(runs) != len(d["seeds"]):
+            return f"{self.name} could not be trained."
+        losses = []
+        for seed, run in zip(d["seeds"], runs):
+            problem, loss = self.run_loss(dict(d, seed=seed), run)
+            if problem:
+                return problem
+            losses.append(loss)
+        best = min(losses)
+        if not math.isfinite(best) or best > self.THRESHOLD:
+            shown = " and ".join(f"{loss:.3f}" for loss in losses)
             why = ""
-            if loss >= TANH_FLOOR - 1e-3:
-                why = f" Your loss is above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: check that the Linear head comes last."
-            return (f"{self.name} does not learn: {setting} its mean loss is {loss:.3f}; a correct model gets below "
-                    f"{self.THRESHOLD} for every calibrated seed.{why}")
-        return self._after_training(d, observed, reference)
+            if best >= TANH_FLOOR - 1e-3:
+                why = f" Both are above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: check that the Linear head comes last."
+            return (f"{self.name} does not learn: after {self.NUM_EPOCHS} epochs of Adam (lr {self.LR}) on hello -> "
+                    f"{_word(d['target'])} from two fresh initialisations, its mean losses are {shown}; a correct model "
+                    f"gets below {self.THRESHOLD} (calibrated on 1,000 seeds).{why}")
+        return None
 
     def _after_training(self, d: dict, observed: dict, reference: _Reference) -> str | None:
         return None
@@ -522,8 +565,7 @@ class OneHotRNNExercise(_ModelExercise):
             sizes = {"seq_len": seq_len, "batch": batch, "input_size": input_size, "hidden_size": hidden_size, "num_class": num_class}
             out.append(Case(self.test_ids[0], f"{sizes}", {"kind": "values", "sizes": sizes, "seed": rng.randrange(2**31)}))
         for target in (list(OHLOL), [rng.randrange(4) for _ in HELLO]):
-            out.append(Case(self.test_ids[1], f"hello -> {_word(target)}",
-                            {"kind": "train", "sizes": self.TRAIN_SIZES, "target": target, "seed": rng.randrange(2**31)}))
+            out.append(self.train_case(self.test_ids[1], target, rng))
         return out
 
 
@@ -570,8 +612,7 @@ class EmbeddingRNNExercise(_ModelExercise):
                 kind = "shape" if test_id.endswith("shape") else "values"
                 out.append(Case(test_id, f"{sizes}", {"kind": kind, "sizes": sizes, "seed": rng.randrange(2**31)}))
         for target in (list(OHLOL), [rng.randrange(4) for _ in HELLO]):
-            out.append(Case(self.test_ids[2], f"hello -> {_word(target)}",
-                            {"kind": "train", "sizes": self.TRAIN_SIZES, "target": target, "seed": rng.randrange(2**31)}))
+            out.append(self.train_case(self.test_ids[2], target, rng))
         return out
 
     def _after_training(self, d: dict, observed: dict, reference: _Reference) -> str | None:

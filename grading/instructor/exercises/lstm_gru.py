@@ -54,7 +54,7 @@ REASON = (
     "(torch.lstm_cell, torch.gru_cell, torch._VF...) lets PyTorch do the work, so it earns no points for the cell."
 )
 
-SAT = 40.0  # sigmoid(+-40) is 1 or ~4e-18 in float64: a gate forced open or shut through its bias
+SAT = 80.0  # split over bias_ih and bias_hh: sigmoid(+-40) is 1.0 or ~4e-18 in float64, a gate forced open or shut
 PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 DIAG_BATCH, DIAG_SIZE = 4, 3  # input_size == hidden_size, so a weight shared by x and h does not crash
 PROBE_TOL = 1e-9
@@ -223,28 +223,31 @@ GRU_BUGS += [
 
 X_PATH = ("x must go through weight_ih only: with weight_ih = 0 your output still changes with x "
           "(x W_ih^T + b_ih is the input term, h W_hh^T + b_hh the hidden term)")
-H_PATH = ("h must go through weight_hh only: with weight_hh = 0 your output still changes with h, so h goes through "
-          "another weight (one weight shared by x and h, as in the seed, only fits when input_size == hidden_size)")
-BIAS = ("biases: with zero weights every gate's pre-activation is b_ih + b_hh, so moving a gate's bias from bias_ih "
-        "to bias_hh must not change anything; {which}")
+H_PATH = ("h must go through weight_hh only: with weight_hh = 0, changing unit 0 of h changed other units of your "
+          "output, so h goes through another weight (one weight shared by x and h, as in the seed, only fits when input_size == hidden_size)")
 
 # Each probe: which outputs a rule compares with nn.LSTMCell / nn.GRUCell, and the rule's message.
 LSTM_RULES = [
     ("forget", "c", "forget gate: with f forced to 1 and i to 0, c must carry over unchanged (c' = f * c + i * g)"),
     ("input_shut", "c", "input gate: with i and f forced to 0, c' must be 0: the candidate reaches c' only as i * g"),
     ("candidate", "c", "input gate / candidate: with zero state and i forced to 1, c' = i*g = g, and g uses tanh"),
-    ("zero_state", "c", "input gate / candidate: with zero state, c' = i*g (i = sigmoid, g = tanh of the gate's "
-                        "pre-activation)"),
-    ("output", "h", "output gate: with f forced to 1 and i to 0 (so c' = c), h' = o * tanh(c') with o = sigmoid(...)"),
 ]
 GRU_RULES = [
     ("update", "h", "update gate: with z forced to 1, h must carry over unchanged: h' = (1 - z) * n + z * h, "
                     "not the other way"),
-    ("candidate", "h", "candidate: with r forced to 1 and z to 0, h' = n = tanh(W_in x + b_in + W_hn h + b_hn)"),
-    ("reset_shut", "h", f"{RESET_RULE}: with r forced to 0 (and z to 0), n = tanh(W_in x + b_in) must ignore h and b_hn"),
-    ("reset_mid", "h", f"{RESET_RULE}: r multiplies W_hn h + b_hn element by element"),
-    ("zero_state", "h", "with h = 0, h' = (1 - z) * n, n = tanh(W_in x + b_in + r * b_hn)"),
+    ("candidate", "h", "candidate: with r forced to 1 (and z = 0.5, so h' = (n + h) / 2), "
+                       "n = tanh(W_in x + b_in + W_hn h + b_hn)"),
+    ("reset_mid", "h", f"{RESET_RULE}: r multiplies W_hn h + b_hn element by element, W_hn (r * h) is another function"),
 ]
+# Checked only when no rule above points at a gate: they fail for almost any bug.
+LSTM_GENERAL = [("zero_state", "c", "input gate / candidate: with zero state, c' = i*g (i = sigmoid, g = tanh of the "
+                                    "gate's pre-activation)")]
+GRU_GENERAL = [("zero_state", "h", "with h = 0, h' = (1 - z) * n with n = tanh(W_in x + b_in + r * b_hn)")]
+OUTPUT_RULE = "output gate: h' = o * tanh(c') with o = sigmoid(...), where c' is the cell state your forward returns"
+RESET_SHUT = (f"{RESET_RULE}: with r forced to 0, changing b_hn changed your output, so b_hn is not inside "
+              "r * (W_hn h + b_hn)")
+BIAS_MOVED = ("biases: every pre-activation is x W_ih^T + b_ih + h W_hh^T + b_hh, so moving a gate's bias from bias_ih "
+              "to bias_hh must not change anything, but yours changes: use each bias once")
 
 
 def _bias(k: int, size: int, values: dict[int, Any]) -> torch.Tensor:
@@ -282,7 +285,9 @@ def _diagnosis_probes(kind: str, gen: torch.Generator) -> list[dict]:
     base = params(w_ih=torch.zeros_like(zeros_w))
     probes += [("x_off_a", base, x, h, c), ("x_off_b", base, rnd(n, s), h, c)]
     base = params(w_hh=torch.zeros_like(zeros_w))
-    probes += [("h_off_a", base, x, h, c), ("h_off_b", base, x, rnd(n, s), c)]
+    nudged = h.clone()
+    nudged[:, 0] += 1.0  # with weight_hh = 0, unit 0 of h may reach unit 0 of h' (GRU: z * h), no other unit
+    probes += [("h_off_a", base, x, h, c), ("h_off_b", base, x, nudged, c)]
     gate_bias = rnd(k * s)
     if kind == "gru":
         gate_bias[2 * s:] = 0  # b_in and b_hn are not interchangeable: move only the r and z biases
@@ -301,11 +306,13 @@ def _diagnosis_probes(kind: str, gen: torch.Generator) -> list[dict]:
         only_n = torch.zeros(3 * s, s, dtype=torch.float64)
         w_in, w_hn = only_n.clone(), only_n.clone()
         w_in[2 * s:], w_hn[2 * s:] = rnd(s, s), rnd(s, s)
+        # z's pre-activation is 0 in the probes below: z = 0.5, so h' = (n + h) / 2 whichever way z and 1 - z go
         probes.append(("update", params(zeros_w, zeros_w, bias=_bias(3, s, {1: SAT, 2: rnd(s)})), x, h, c))
-        probes.append(("candidate", params(w_in, w_hn, bias=_bias(3, s, {0: SAT, 1: -SAT, 2: rnd(s)})), x, h, c))
-        shut = _bias(3, s, {0: -SAT, 1: -SAT})
+        probes.append(("candidate", params(w_in, w_hn, bias=_bias(3, s, {0: SAT, 2: rnd(s)})), x, h, c))
+        shut = _bias(3, s, {0: -SAT})
         probes.append(("reset_shut", params(zeros_w, w_hn, bias_ih=shut, bias_hh=_bias(3, s, {2: rnd(s)})), x, h, c))
-        mid = _bias(3, s, {0: rnd(s), 1: -SAT})
+        probes.append(("reset_shut_b", params(zeros_w, w_hn, bias_ih=shut, bias_hh=_bias(3, s, {2: rnd(s)})), x, h, c))
+        mid = _bias(3, s, {0: rnd(s)})
         probes.append(("reset_mid", params(zeros_w, w_hn, bias_ih=mid, bias_hh=_bias(3, s, {2: rnd(s)})), x, h, c))
         probes.append(("zero_state", params(), x, zero, zero))
     probes.append(("random", params(), x, h, c))
@@ -645,20 +652,29 @@ class CellExercise(Exercise):
         same = lambda a, b: all(max_diff(p, q) <= PROBE_TOL for p, q in zip(got[a], got[b]) if p is not None)  # noqa: E731
         if not same("x_off_a", "x_off_b"):
             failures.append(X_PATH)
-        if not same("h_off_a", "h_off_b"):
+        if not all(max_diff(p[:, 1:], q[:, 1:]) <= PROBE_TOL for p, q in zip(got["h_off_a"], got["h_off_b"]) if p is not None):
             failures.append(H_PATH)
-        if off("bias_ih") or off("bias_hh"):
-            which = " and ".join(n for n in ("bias_ih", "bias_hh") if off(n))
-            failures.append(BIAS.format(which=f"yours is off when the bias sits in {which} (use each once: + bias_ih + bias_hh)"))
+        if not same("bias_ih", "bias_hh"):
+            failures.append(BIAS_MOVED)
         if self.lstm and same("memory", "memory_b"):
             failures.append("cell memory dropped: c' = f * c + i * g; with f forced to 1 and i to 0, c must carry over "
                             "unchanged, but your c' does not depend on c")
         elif self.lstm and off("memory", "c"):
             failures.append("cell state: with every gate forced open (i = f = o = 1, g = 1), c' = f * c + i * g must be c + 1")
+        if not self.lstm and not same("reset_shut", "reset_shut_b"):
+            failures.append(RESET_SHUT)
         for label, which, message in self.rules:
             if off(label, which):
-                detail = self._activation_detail(label, got[label], inputs[label])
-                failures.append(message + detail)
+                failures.append(message + self._activation_detail(label, got[label], inputs[label]))
+        if self.lstm:  # h' = o * tanh(c') checked against the c' the cell itself returns
+            x, h, c, p = inputs["output"]
+            o = torch.sigmoid(p["bias_ih"][3 * DIAG_SIZE:] + p["bias_hh"][3 * DIAG_SIZE:])
+            if max_diff(got["output"][0], o * torch.tanh(got["output"][1])) > PROBE_TOL:
+                failures.append(OUTPUT_RULE)
+        if not failures:
+            for label, which, message in (LSTM_GENERAL if self.lstm else GRU_GENERAL):
+                if off(label, which):
+                    failures.append(message)
         if not failures:
             failures.append(f"with random weights and state, h'{' and c' if self.lstm else ''} differ from "
                             f"nn.{self.torch_cell.__name__}, although every gate probe passes: check how x, h and the "

@@ -52,6 +52,9 @@ def preload() -> None:
     import numpy  # noqa: F401
     import torch.nn.functional  # noqa: F401
 
+    # The first optimizer in a process imports torch._dynamo (~1 s): pay it here, once.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.1).step()
+
     import grading.instructor.exercises  # noqa: F401
     import grading.instructor.runtime.harness  # noqa: F401
     import grading.student.checks  # noqa: F401

@@ -28,6 +28,11 @@ def _grade_id(cell) -> str | None:
     return meta.get("grade_id") if isinstance(meta, dict) else None
 
 
+def _source(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
 def _is_solution(cell) -> bool:
     return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
 
@@ -47,7 +52,7 @@ def normalize(submission: nbformat.NotebookNode, release: nbformat.NotebookNode)
         gid = _grade_id(cell)
         if gid in known:
             if _is_solution(known[gid]):
-                solutions.setdefault(gid, []).append(cell.get("source", ""))
+                solutions.setdefault(gid, []).append(_source(cell))
             elif gid in seen:
                 anomalies.append(f"cell {gid} appears more than once: kept one copy")
             seen.setdefault(gid, cell)
@@ -76,7 +81,7 @@ def normalize(submission: nbformat.NotebookNode, release: nbformat.NotebookNode)
                 anomalies.append(f"solution cell {gid} is missing: graded as unanswered")
         elif gid not in seen:
             anomalies.append(f"cell {gid} was deleted: restored")
-        elif seen[gid].get("source", "") != cell.get("source", "") and not cell.metadata["nbgrader"].get("grade"):
+        elif _source(seen[gid]) != _source(cell) and not cell.metadata["nbgrader"].get("grade"):
             anomalies.append(f"read-only cell {gid} was edited: restored")
         cells.append(restored)
         cells.extend(extras.get(gid, []))

@@ -122,7 +122,7 @@ def line_plot_svg(
     With ``log_y`` the y axis is logarithmic and non-positive values are left out.
     ``hline`` draws a dashed horizontal reference line (e.g. a lower bound of the loss).
     """
-    left, right, top, bottom = 64, 14, 14, 40
+    left, right, top, bottom = 64, 14, 30, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     transform = (lambda v: math.log10(v)) if log_y else (lambda v: v)
     ys = [transform(v) for values in series.values() for v in values
@@ -169,6 +169,7 @@ def line_plot_svg(
                    "stroke='#555' stroke-dasharray='5,4'/>")
         out.append(f"<text x='{left + plot_w - 4}' y='{y - 4:.1f}' text-anchor='end' fill='#555'>"
                    f"{html.escape(hline_label)}</text>")
+    legend_x = left
     for k, (label, values) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]
         points = [f"{px(x_start + i):.1f},{py(transform(v)):.1f}" for i, v in enumerate(values)
@@ -178,8 +179,9 @@ def line_plot_svg(
             out.append(f"<circle cx='{x}' cy='{y}' r='2.5' fill='{color}'/>")
         elif points:
             out.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{' '.join(points)}'/>")
-        out.append(f"<rect x='{left + 10}' y='{top + 8 + 15 * k}' width='14' height='3' fill='{color}'/>")
-        out.append(f"<text x='{left + 29}' y='{top + 13 + 15 * k}'>{html.escape(label)}</text>")
+        out.append(f"<rect x='{legend_x}' y='{top - 13}' width='14' height='3' fill='{color}'/>")
+        out.append(f"<text x='{legend_x + 19}' y='{top - 8}'>{html.escape(label)}</text>")
+        legend_x += 40 + 7 * len(label)
     out.append(f"<text x='{left + plot_w / 2:.1f}' y='{height - 6}' text-anchor='middle'>{html.escape(xlabel)}</text>")
     out.append(f"<text transform='translate(13,{top + plot_h / 2:.1f}) rotate(-90)' text-anchor='middle'>"
                f"{html.escape(ylabel)}</text>")
@@ -226,7 +228,7 @@ def sequence_svg(inputs: torch.Tensor, hiddens: torch.Tensor, t: int) -> str:
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
            f"viewBox='0 0 {width} {height}' {FONT} font-size='12'>"]
     out.append("<text x='4' y='52' fill='#d45500'>+1</text><text x='4' y='112' fill='#d45500'>-1</text>")
-    out.append("<text x='8' y='168'>h0=0</text>")
+    out.append("<text x='4' y='154' font-size='11'>h0=0</text>")
     for s in range(seq_len):
         x0 = 40 + col * s
         done = s < t

@@ -1,0 +1,113 @@
+"""The main job on the sample class: every synthetic student gets exactly what their answers
+deserve, and the instructor gets grades.csv, a report with plots, and feedback without hidden tests."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import REPO, assignment_names, gradebook_scores, grading, new_course, notebook_names
+from grading.instructor.sample_class import expected_scores, roster
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    course = new_course(tmp_path_factory.mktemp("class"))
+    grading("sample-class", "--size", str(SIZE), root=course)
+    outputs = {a: grading("grade", a, root=course, timeout=1500) for a in assignment_names()}
+    return course, outputs
+
+
+def test_the_class_covers_every_kind_of_student():
+    classes = roster(assignment_names(), SIZE)
+    for assignment, students in classes.items():
+        kinds = {s.kind for s in students}
+        assert kinds == {"correct", "blank", "partial", "bug"}, assignment
+        wrong = {a.key for s in students for a in s.answers.values() if not a.correct}
+        from grading.instructor.catalogue import ANSWERS
+        from grading.instructor.exercises import EXERCISES
+
+        catalogue_wrong = {a.key for a in ANSWERS if not a.correct and EXERCISES[a.exercise].assignment == assignment}
+        assert wrong == catalogue_wrong, f"{assignment}: bugs missing from the class: {catalogue_wrong - wrong}"
+
+
+@pytest.mark.parametrize("assignment", assignment_names())
+def test_every_student_gets_what_their_answers_deserve(graded_class, assignment):
+    course, _ = graded_class
+    students = roster(assignment_names(), SIZE)[assignment]
+    mismatches = []
+    for notebook in notebook_names(assignment):
+        scores = gradebook_scores(course, assignment, notebook)
+        for student in students:
+            got = sum(scores[student.student_id].values())
+            want = expected_scores(course, assignment, student).get(notebook, 0.0)
+            if got != want:
+                mismatches.append(f"{student.student_id} ({student.kind}) {notebook}: got {got}, deserves {want}")
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_grades_csv_has_one_row_per_student_and_a_column_per_notebook(graded_class):
+    course, _ = graded_class
+    rows = list(csv.DictReader(open(course / "reports" / "grades.csv")))
+    assert len(rows) == SIZE
+    expected = ["student"] + [f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)] + ["total"]
+    assert list(rows[0]) == expected
+
+
+def test_report_shows_histograms_pass_rates_failures_and_timings(graded_class):
+    course, outputs = graded_class
+    page = (course / "reports" / "report.html").read_text()
+    for section in ("Scores per assignment", "Pass rate per test cell", "Most frequent failures",
+                    "Tampering and disagreements", "Slowest submissions"):
+        assert section in page
+    assert page.count("data:image/png;base64,") >= 2
+    for output in outputs.values():
+        assert "0 with errors" in output.stdout and "ETA" in output.stdout
+
+
+def test_feedback_keeps_the_diagnosis_and_hides_hidden_tests(graded_class):
+    course, _ = graded_class
+    hidden = set()
+    for path in (REPO / "source").rglob("*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if "### BEGIN HIDDEN TESTS" in text:
+                block = text.split("### BEGIN HIDDEN TESTS", 1)[1].split("### END HIDDEN TESTS", 1)[0]
+                hidden.update(line.strip() for line in block.splitlines() if len(line.strip()) > 12)
+    pages = list((course / "feedback").rglob("*.html"))
+    assert len(pages) == SIZE * sum(len(notebook_names(a)) for a in assignment_names())
+    for page in pages:
+        text = page.read_text()
+        assert not [line for line in hidden if line in text], page
+    classes = roster(assignment_names(), SIZE)
+    for assignment, students in classes.items():
+        for student in students:
+            for answer in student.answers.values():
+                if answer.correct:
+                    continue
+                from grading.instructor.exercises import EXERCISES
+
+                notebook = EXERCISES[answer.exercise].notebook
+                text = (course / "feedback" / student.student_id / assignment / f"{notebook}.html").read_text()
+                import html
+
+                assert "FAILED" in text and answer.message in html.unescape(text), (student.student_id, answer.key)
+
+
+def test_student_bundle_holds_nothing_instructor_only(tmp_path):
+    out = tmp_path / "bundle"
+    grading("bundle", "--out", str(out), root=REPO)
+    files = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
+    names = {str(p) for p in files}
+    assert any(n.startswith("assignments/") for n in names) and any(n.startswith("lectures/") for n in names)
+    assert "grading/student/checks.py" in names and "README.md" in names and "requirements.txt" in names
+    for path in files:
+        parts = path.parts
+        assert parts[0] not in ("source", "tests", "release") and "instructor" not in parts, path
+        assert "__pycache__" not in parts
+        if path.suffix in (".ipynb", ".py"):
+            text = (out / path).read_text()
+            for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "hidden_check", "grading.instructor"):
+                assert marker not in text, f"{path} contains {marker!r}"

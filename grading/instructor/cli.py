@@ -169,6 +169,32 @@ def cmd_bench(args) -> int:
     return run_bench(_root(args), Path(args.dir).resolve(), args.size)
 
 
+def cmd_calibrate(args) -> int:
+    """Retrain the reference and the known-bad variants of every training exercise; print pass rates."""
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(1)
+    failures = 0
+    for name in ("hello_ohlol", "lstm_gru"):
+        module = importlib.import_module(f"grading.instructor.calibration.{name}")
+        started = time.monotonic()
+        rows = module.calibrate(args.seeds)
+        print(f"\n{name} ({time.monotonic() - started:.0f} s, one thread)")
+        print(f"{'exercise':<26}{'variant':<22}{'target':<9}{'expected':<10}{'seeds':>6}{'pass':>8}"
+              f"{'worst loss':>12}{'threshold':>11}")
+        for row in rows:
+            ok = (row["pass_rate"] == 1.0) if row["expected"] == "pass" else (row["pass_rate"] == 0.0)
+            failures += not ok
+            print(f"{row['exercise']:<26}{row['variant']:<22}{row.get('target', ''):<9}{row['expected']:<10}"
+                  f"{row['seeds']:>6}{100 * row['pass_rate']:>7.1f}%{row['worst_loss']:>12.3f}"
+                  f"{row['threshold']:>11.3f}{'' if ok else '   <-- threshold does not separate'}")
+    print("\nevery threshold passes 100% of reference seeds and fails the bad variants" if not failures
+          else f"\n{failures} rows where a threshold does not separate reference from bad variants")
+    return 0 if not failures else 1
+
+
 def _add_grade_flags(p) -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel workers (default: the machine's cores)")
     p.add_argument("--unsandboxed", action="store_true",
@@ -209,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="build/bench")
     p.add_argument("--size", type=int, default=12, help="students (each submits every notebook)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("calibrate", help="retrain references and known-bad variants on many seeds")
+    p.add_argument("--seeds", type=int, default=200)
+    p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("solutions", help="nbgrader generate_solution for an assignment")
     p.add_argument("assignment")
     p.set_defaults(func=cmd_solutions)

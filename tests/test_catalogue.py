@@ -3,14 +3,17 @@ test cell of their exercise; wrong ones fail exactly the cells they name, with t
 
 import pytest
 
+from conftest import source_nb
 from grading.instructor.catalogue import ANSWERS
 from grading.instructor.exercises import EXERCISES, hidden_check
+from grading.instructor.verifier import setup_imports
 
 
 def run_answer(answer):
+    """Run the answer with exactly the names its notebook's setup cells import, as a student's kernel would."""
     exercise = EXERCISES[answer.exercise]
     namespace: dict = {}
-    exec(exercise.preamble, namespace)  # noqa: S102 - catalogue code is the instructor's
+    exec(setup_imports(source_nb(exercise.assignment, exercise.notebook)), namespace)  # noqa: S102
     exec(answer.source, namespace)  # noqa: S102
     messages = {}
     for test_id in exercise.test_ids:

@@ -60,7 +60,7 @@ def test_report_shows_histograms_pass_rates_failures_and_timings(graded_class):
     course, outputs = graded_class
     page = (course / "reports" / "report.html").read_text()
     for section in ("Scores per assignment", "Pass rate per test cell", "Most frequent failures",
-                    "Tampering and disagreements", "Slowest submissions"):
+                    "Tampering and disagreements", "Slowest notebooks"):
         assert section in page
     assert page.count("data:image/png;base64,") >= 2
     for output in outputs.values():

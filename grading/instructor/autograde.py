@@ -145,6 +145,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
     staged = stage(root, w["staged"], assignment, student)
     t0 = time.monotonic()
     SandboxedExecute.incidents = incidents = {}
+    SandboxedExecute.durations = durations = {}
     outcome = {"success": True}
     if staged.notebooks:
         with working_directory(root):
@@ -211,6 +212,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
                 "anomalies": staged.anomalies.get(name, []),
                 "incident": incidents.get(name),
                 "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
+                "execute_seconds": durations.get(name),
             }
         gb.db.commit()
     if staged.anomalies.get("*"):

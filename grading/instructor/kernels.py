@@ -13,6 +13,7 @@ import json
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -83,8 +84,9 @@ class SandboxedExecute(Execute):
 
     # Set by the grading worker before it runs nbgrader (one server per worker process).
     server: KernelServer | None = None
-    # notebook name -> what stopped it (kernel death, deadline); reset by the worker per submission.
+    # notebook name -> what stopped it (kernel death, deadline), and seconds it ran; reset per submission.
     incidents: dict[str, str] = {}
+    durations: dict[str, float] = {}
 
     def preprocess(self, nb: NotebookNode, resources, km=None):
         cls = type(self)
@@ -102,6 +104,7 @@ class SandboxedExecute(Execute):
             expired.set()
             manager.kill()
 
+        started = time.monotonic()
         timer = threading.Timer(self.notebook_timeout, on_deadline)
         timer.daemon = True
         timer.start()
@@ -119,6 +122,7 @@ class SandboxedExecute(Execute):
             timer.cancel()
             manager.kill()
             cls.server.finish_job(job)
+            cls.durations[notebook] = round(time.monotonic() - started, 3)
 
     def preprocess_cell(self, cell, resources, index):
         self._executed.add(index)

@@ -118,7 +118,10 @@ def write_report(root: Path) -> Path:
                 problems.append((res["student"], f"{res['assignment']}/{name}", anomaly))
         if res.get("error"):
             problems.append((res["student"], res["assignment"], res["error"]))
-        timings.append((res["seconds"].get("total", 0), res["student"], res["assignment"], res["seconds"]))
+            if nb.get("execute_seconds") is not None:
+                timings.append((nb["execute_seconds"] + (nb.get("verify_seconds") or 0), res["student"],
+                                f"{res['assignment']}/{name}",
+                                {"kernel": nb["execute_seconds"], "verifier": nb.get("verify_seconds") or 0}))
 
     parts.append("<h2>Pass rate per test cell</h2>")
     keys = sorted(tried)
@@ -139,9 +142,9 @@ def write_report(root: Path) -> Path:
     parts.append(_table(["student", "notebook", "what was detected"], flags) if flags else "<p>None.</p>")
     parts.append("<h2>Ungradable or repaired submissions</h2>")
     parts.append(_table(["student", "notebook", "reason"], problems) if problems else "<p>None.</p>")
-    parts.append("<h2>Slowest submissions</h2>")
-    parts.append(_table(["seconds", "student", "assignment", "split"],
-                        [(f"{t:.2f}", s, a, ", ".join(f"{k} {v:.2f}" for k, v in split.items() if k != "total"))
+    parts.append("<h2>Slowest notebooks</h2>")
+    parts.append(_table(["seconds", "student", "notebook", "split"],
+                        [(f"{t:.2f}", s, a, ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
                          for t, s, a, split in sorted(timings, reverse=True)[:10]]))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Grading report</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"

@@ -124,7 +124,7 @@ def _run_harness(server: KernelServer, notebook: str, to_run, sources: dict[str,
     job = server.new_job(f"verify-{notebook}"[:40])
     try:
         request = {
-            "exercises": [{"grade_id": ex.grade_id, "source": sources[ex.grade_id], "preamble": ex.preamble + imports,
+            "exercises": [{"grade_id": ex.grade_id, "source": sources[ex.grade_id], "preamble": imports or ex.preamble,
                            "cases": [dataclasses.asdict(c) for c in cases]} for ex, cases in to_run],
             "result_path": f"{job.inside}/result.json",
         }

@@ -172,6 +172,9 @@ ANSWERS = [
     _head("softmax", "returns probabilities", correct=False, message="softmax",
           source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
                                          "        return torch.softmax(self.fc(out), dim=-1).reshape(-1, self.num_class)")),
+    _head("tanh_after_head", "squashes the head's output with tanh", correct=False, message="all lie in [-1, 1]",
+          source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
+                                         "        return torch.tanh(self.fc(out)).reshape(-1, self.num_class)")),
     # ------------------------------------------------------------------ EmbeddingRNN
     _emb("reference", "the seed's model with the contract's arguments (h0 explicit, view)", EMBEDDING_REFERENCE),
     _emb("names_reshape", "other names, no h0, reshape",
@@ -233,8 +236,3 @@ ANSWERS = [
     _emb("h_n", "uses h_n instead of the output", correct=False, message="h_n",
          source=_emb_class(_EMB_INIT, "        _, h_n = self.rnn(self.emb(x))\n        return self.fc(h_n).reshape(-1, self.num_class)")),
 ]
-
-ANSWERS.append(
-    _head("tanh_after_head", "squashes the head's output with tanh", correct=False, message="all lie in [-1, 1]",
-          source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
-                                         "        return torch.tanh(self.fc(out)).reshape(-1, self.num_class)")))

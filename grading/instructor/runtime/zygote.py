@@ -115,6 +115,7 @@ def _enter_child(job_dir: str) -> None:
 
 def _run_kernel(job_dir: str, connection_file: str) -> None:
     _enter_child(job_dir)
+    os.environ["NBGRADER_EXECUTION"] = "autograde"  # what nbgrader's own kernels see
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()

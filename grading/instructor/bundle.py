@@ -107,6 +107,9 @@ def prepare_workspace(repo: Path, workspace: Path, exchange: Path | None = None)
     config = workspace / ".jupyter"
     (config / "labconfig").mkdir(parents=True, exist_ok=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(LAB_PAGE_CONFIG, indent=1))
+    news = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True, exist_ok=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     return workspace
 
 
@@ -127,8 +130,8 @@ def lab_command(workspace: Path, port: int, token: str) -> tuple[list[str], dict
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           f"--ServerApp.root_dir={workspace}",
-           "--ServerApp.jpserver_extensions=" + json.dumps(LAB_SERVER_EXTENSIONS)]
+           f"--ServerApp.root_dir={workspace}"]
+    cmd += [f"--ServerApp.jpserver_extensions={name}={enabled}" for name, enabled in LAB_SERVER_EXTENSIONS.items()]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     return cmd, env

@@ -26,6 +26,8 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.rnn import GRUCell as TorchGRUCell  # not torch.nn.GRUCell: a submission may rebind that name
+from torch.nn.modules.rnn import LSTMCell as TorchLSTMCell
 
 from grading.student.lstm_gru import (
     CHARS,
@@ -224,7 +226,8 @@ GRU_BUGS += [
 X_PATH = ("x must go through weight_ih only: with weight_ih = 0 your output still changes with x "
           "(x W_ih^T + b_ih is the input term, h W_hh^T + b_hh the hidden term)")
 H_PATH = ("h must go through weight_hh only: with weight_hh = 0, changing unit 0 of h changed other units of your "
-          "output, so h goes through another weight (one weight shared by x and h, as in the seed, only fits when input_size == hidden_size)")
+          "output, so h goes through another weight (one weight shared by x and h, as in the seed, only fits when "
+          "input_size == hidden_size)")
 
 # Each probe: which outputs a rule compares with nn.LSTMCell / nn.GRUCell, and the rule's message.
 LSTM_RULES = [
@@ -664,6 +667,8 @@ class CellExercise(Exercise):
         if not self.lstm and not same("reset_shut", "reset_shut_b"):
             failures.append(RESET_SHUT)
         for label, which, message in self.rules:
+            if label == "reset_mid" and off("candidate", "h"):
+                continue  # n is already wrong with r = 1: the reset gate cannot be judged
             if off(label, which):
                 failures.append(message + self._activation_detail(label, got[label], inputs[label]))
         if self.lstm:  # h' = o * tanh(c') checked against the c' the cell itself returns
@@ -691,7 +696,7 @@ class CellExercise(Exercise):
                 return " (yours uses sigmoid for g)"
         if not self.lstm and label == "candidate":
             pre = (x @ p["weight_ih"][2 * s:].T + p["bias_ih"][2 * s:] + h @ p["weight_hh"][2 * s:].T + p["bias_hh"][2 * s:])
-            if max_diff(outputs[0], torch.sigmoid(pre)) <= PROBE_TOL:
+            if max_diff(outputs[0], (torch.sigmoid(pre) + h) / 2) <= PROBE_TOL:  # z = 0.5 in this probe
                 return " (yours uses sigmoid for n)"
         return ""
 
@@ -742,7 +747,7 @@ class LstmCell(CellExercise):
     notebook = "lstm"
     test_ids = ("test_lstm_shapes", "test_lstm_values", "test_lstm_gradients", "test_lstm_training")
     kind = "lstm"
-    torch_cell = nn.LSTMCell
+    torch_cell = TorchLSTMCell
     bugs = LSTM_BUGS
     rules = LSTM_RULES
 
@@ -753,7 +758,7 @@ class GruCell(CellExercise):
     notebook = "gru"
     test_ids = ("test_gru_shapes", "test_gru_values", "test_gru_gradients", "test_gru_training")
     kind = "gru"
-    torch_cell = nn.GRUCell
+    torch_cell = TorchGRUCell
     bugs = GRU_BUGS
     rules = GRU_RULES
 

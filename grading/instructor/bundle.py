@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .sandbox import PACKAGE_ROOT
 
-STUDENT_PACKAGE = ("__init__.py", "student")
 STUDENT_CONFIG = '''"""nbgrader settings for students: what the Validate button and the Assignments panel read."""
 
 c = get_config()  # noqa: F821
@@ -77,13 +76,8 @@ def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
     shutil.copytree(repo / "release", out / "assignments", ignore=ignore)
     shutil.copytree(repo / "notebooks", out / "lectures", ignore=shutil.ignore_patterns(
         "__pycache__", ".ipynb_checkpoints", "*.cfg"))
-    for rel in STUDENT_PACKAGE:
-        src = PACKAGE_ROOT / "grading" / rel
-        if src.is_dir():
-            shutil.copytree(src, out / "grading" / rel, ignore=ignore)
-        else:
-            (out / "grading").mkdir(exist_ok=True)
-            shutil.copy2(src, out / "grading" / rel)
+    shutil.copytree(PACKAGE_ROOT / "grading" / "student", out / "grading" / "student", ignore=ignore)
+    (out / "grading" / "__init__.py").write_text('"""The RNN course\'s checks and lecture widgets (grading.student)."""\n')
     shutil.copy2(repo / "requirements.txt", out / "requirements.txt")
     (out / "pyproject.toml").write_text(PYPROJECT)
     (out / "README.md").write_text(STUDENT_README)

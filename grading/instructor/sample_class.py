@@ -45,7 +45,8 @@ def roster(assignments: list[str], size: int = 32) -> dict[str, list[SyntheticSt
     for assignment in assignments:
         table = _by_exercise(assignment)
         exercises = sorted(table)
-        bugs = [(g, a) for g in exercises for a in table[g][1]]
+        # The seed's own mistakes first, so that even a small class has them.
+        bad = {g: sorted(table[g][1], key=lambda a: "seed" not in a.key) for g in exercises}
         students = []
         for i in range(size):
             sid = f"student{i + 1:02d}"
@@ -60,9 +61,9 @@ def roster(assignments: list[str], size: int = 32) -> dict[str, list[SyntheticSt
                     answers.pop(g)
             else:
                 kind = "bug"
-                if bugs:
-                    g, bad = bugs[(i - 7) % len(bugs)]
-                    answers[g] = bad
+                for g in exercises:  # one bug in every exercise: each exercise's bugs cycle through the class
+                    if bad[g]:
+                        answers[g] = bad[g][(i - 7) % len(bad[g])]
             students.append(SyntheticStudent(sid, kind, answers))
         classes[assignment] = students
     return classes

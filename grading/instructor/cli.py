@@ -182,16 +182,12 @@ def cmd_calibrate(args) -> int:
         started = time.monotonic()
         rows = module.calibrate(args.seeds)
         print(f"\n{name} ({time.monotonic() - started:.0f} s, one thread)")
-        print(f"{'exercise':<26}{'variant':<22}{'target':<9}{'expected':<10}{'seeds':>6}{'pass':>8}"
-              f"{'worst loss':>12}{'threshold':>11}")
-        for row in rows:
-            ok = (row["pass_rate"] == 1.0) if row["expected"] == "pass" else (row["pass_rate"] == 0.0)
-            failures += not ok
-            print(f"{row['exercise']:<26}{row['variant']:<22}{row.get('target', ''):<9}{row['expected']:<10}"
-                  f"{row['seeds']:>6}{100 * row['pass_rate']:>7.1f}%{row['worst_loss']:>12.3f}"
-                  f"{row['threshold']:>11.3f}{'' if ok else '   <-- threshold does not separate'}")
-    print("\nevery threshold passes 100% of reference seeds and fails the bad variants" if not failures
-          else f"\n{failures} rows where a threshold does not separate reference from bad variants")
+        print(module.format_table(rows))
+        for problem in module.problems(rows):
+            failures += 1
+            print(f"  PROBLEM: {problem}")
+    print("\nevery threshold passes 100% of reference seeds and fails the known-bad variants" if not failures
+          else f"\n{failures} problems: a threshold does not separate the references from the bad variants")
     return 0 if not failures else 1
 
 

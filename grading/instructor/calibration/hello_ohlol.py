@@ -8,7 +8,7 @@ fails on every seed. ``loss_pass_rate`` says how often the loss *alone* would pa
 loss threshold catches (an embedding that is never trained) show up there with a high rate and a
 ``pass_rate`` of 0, because the structural checks catch them.
 
-Run ``python -m grading.instructor.calibration.hello_ohlol [num_seeds]`` to print the table.
+Run ``python -m grading calibrate [num_seeds]`` to print the table.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 from grading.instructor.exercises.base import is_packed_tensor, unpack
+from . import verdict_problems
 
 # exercise grade_id -> (catalogue key, expected verdict)
 VARIANTS = {
@@ -107,12 +108,7 @@ def settings_problems() -> list[str]:
 
 def problems(rows: list[dict]) -> list[str]:
     """Rows whose verdicts are not all the expected one, and settings out of sync."""
-    bad = settings_problems()
-    for r in rows:
-        want = 1.0 if r["expected"] == "pass" else 0.0
-        if r["pass_rate"] != want:
-            bad.append(f"{r['exercise']}/{r['variant']} ({r['target']}): pass rate {r['pass_rate']:.3f}, expected {want:.0f}")
-    return bad
+    return settings_problems() + verdict_problems(rows)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -126,10 +122,3 @@ def format_table(rows: list[dict]) -> str:
                      f"{r['threshold']:>5} {r['ms_per_run']:>7}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    table = calibrate(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
-    print(format_table(table))
-    issues = problems(table)
-    print("\n".join(issues) if issues else "every threshold separates the references from the known-bad variants")
-    sys.exit(1 if issues else 0)

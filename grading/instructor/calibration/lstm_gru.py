@@ -18,7 +18,7 @@ Why 150 epochs: at 100 epochs a correct GRU left a slow tail (worst of 1,000 run
 next 0.028: seeds 176 and 399 on random targets); at 150 the worst of the same 1,000 runs is 0.017
 (LSTM: 0.023 at 100 epochs, 0.014 at 150).
 
-Run ``python -m grading.instructor.calibration.lstm_gru [num_seeds]`` to print the table.
+Run ``python -m grading calibrate [num_seeds]`` to print the table.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 from grading.instructor.exercises.base import is_packed_tensor, unpack
 from grading.student.lstm_gru import HIDDEN_SIZE, LOSS_THRESHOLD, encode
+from . import verdict_problems
 
 # exercise -> [(variant, expected verdict of the training test, options)]; "torch" variants put
 # torch's own cell in the course model, the others are catalogue keys.
@@ -125,12 +126,7 @@ def calibrate(num_seeds: int = 200, variants: dict | None = None, bad_seeds: int
 
 def problems(rows: list[dict]) -> list[str]:
     """Rows whose verdicts are not all the expected one."""
-    bad = []
-    for r in rows:
-        want = 1.0 if r["expected"] == "pass" else 0.0
-        if r["pass_rate"] != want:
-            bad.append(f"{r['exercise']}/{r['variant']} ({r['target']}): pass rate {r['pass_rate']:.3f}, expected {want:.0f}")
-    return bad
+    return verdict_problems(rows)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -143,10 +139,3 @@ def format_table(rows: list[dict]) -> str:
                      f"{r['best_loss']:>8.4f} {r['threshold']:>5} {r['cpu_ms_per_run']:>7}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    table = calibrate(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
-    print(format_table(table))
-    issues = problems(table)
-    print("\n".join(issues) if issues else "every threshold separates the references from the known-bad variants")
-    sys.exit(1 if issues else 0)

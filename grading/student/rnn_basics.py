@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import CheckFailed, call, check_close, check_dtype, check_shape, check_type, compare_table
+from .checks import CheckFailed, call, check_close, check_dtype, check_shape, check_type, compare_table, max_abs_diff
 
 
 def _example(batch_size=2, input_size=3, hidden_size=4, dtype=torch.float32, seed=0):
@@ -32,6 +32,12 @@ def check_rnn_cell_step(rnn_cell_step) -> None:
     check_shape(out, (2, 4), "h'", ("batch", "hidden_size"),
                 "x @ weight_ih.T gives (batch, hidden_size): weight_ih is (hidden_size, input_size).")
     expected = cell(x, h)
+    pre_activation = torch.atanh(expected.detach().clamp(-1 + 1e-7, 1 - 1e-7))
+    for what, squash in (("the sum without an activation", lambda t: t), ("sigmoid of the sum", torch.sigmoid),
+                         ("relu of the sum", torch.relu)):
+        if max_abs_diff(out, squash(pre_activation)) <= 1e-4:
+            raise CheckFailed(f"h' is {what}: the RNN cell applies tanh, "
+                              "h' = tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).")
     check_close(out, expected, "h'", atol=1e-6,
                 hint="h' = tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).")
     if not out.requires_grad:

@@ -5,26 +5,61 @@ source, and a submission can make the kernel print anything during the tests. He
 code cell's outputs are dropped and each test cell shows the course's own verdict instead
 (pass or fail, points, the diagnosis), read from the results file the grader wrote.
 Hidden test source is removed from the cells by nbgrader's ClearHiddenTests, which runs first.
+
+nbgrader's feedback template renders markdown cells (and grader comments) with raw HTML
+passed through, so a student's markdown could put scripts into the page. Each markdown
+cell is therefore rendered here exactly as nbconvert would render it, the HTML is cleaned
+with bleach (figures, tables, hints in ``<details>``, code and math survive; scripts, event
+handlers and ``javascript:`` links do not), and the cell's source becomes that clean HTML,
+packed as one HTML block which nbconvert's markdown renderer passes through untouched.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
+import bleach
+from bleach.css_sanitizer import CSSSanitizer
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .records import results_path
 
-def results_path(root: Path, assignment: str, student: str) -> Path:
-    """Where the grader keeps its verdicts for one submission."""
-    return Path(root) / "reports" / "results" / assignment / f"{student}.json"
+NOT_GRADED = "not graded: ask your instructor"
+
+ALLOWED_TAGS = frozenset({
+    "a", "abbr", "acronym", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
+    "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "input",
+    "kbd", "li", "mark", "ol", "p", "pre", "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var",
+})
+HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+TAG_ATTRIBUTES = {
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"style", "colspan", "rowspan", "align"},
+    "th": {"style", "colspan", "rowspan", "align"},
+    "ol": {"start", "type"},
+    "details": {"open"},
+    "input": {"type", "checked", "disabled"},  # markdown task lists: [x] done
+}
+IMAGE_DATA = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml)[;,]", re.I)
+SAFE_GRADE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_CSS = CSSSanitizer(allowed_css_properties=["text-align"])
 
 
 def verdict_text(cell: dict) -> str:
-    """One test cell's line in the feedback."""
-    score, points = cell.get("score") or 0, cell.get("max_score") or 0
+    """One test cell's line in the feedback (plain text: nbconvert escapes it when it renders the output)."""
+    try:
+        score, points = float(cell.get("score") or 0), float(cell.get("max_score") or 0)
+    except (AttributeError, TypeError, ValueError):
+        return NOT_GRADED
     if score >= points:
         return f"PASSED ({_num(score)} / {_num(points)} points)"
     message = cell.get("message") or "this test failed"
@@ -35,21 +70,109 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def load_verdicts(path: Path, notebook: str) -> dict | None:
+    """grade_id -> verdict for one notebook, or None when the results file is missing, unreadable or says
+    the submission could not be graded (then no cell's verdict can be trusted)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or (results.get("grading_error") and not results.get("kept_previous")):
+        return None
+    entry = results.get("notebooks")
+    entry = entry.get(notebook) if isinstance(entry, dict) else None
+    cells = entry.get("cells") if isinstance(entry, dict) else None
+    return {gid: v for gid, v in cells.items() if isinstance(v, dict)} if isinstance(cells, dict) else None
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """bleach's attribute filter: layout attributes only; links and images to safe places only."""
+    if name in ("class", "title") or (name == "id" and tag in HEADINGS):
+        return True
+    if name not in TAG_ATTRIBUTES.get(tag, ()):
+        return False
+    if name == "href":
+        return urlparse(value.strip()).scheme.lower() in ("", "http", "https", "mailto")
+    if name == "src":
+        return urlparse(value.strip()).scheme.lower() in ("", "http", "https") or bool(IMAGE_DATA.match(value.strip()))
+    if tag == "input" and name == "type":
+        return value.strip().lower() == "checkbox"
+    return True
+
+
+def clean_html(fragment: str) -> str:
+    """``fragment`` with every tag, attribute and URL not on the allowlist removed or escaped (shown as text)."""
+    return bleach.clean(fragment, tags=ALLOWED_TAGS, attributes=_allowed_attribute,
+                        protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True,
+                        css_sanitizer=_CSS)
+
+
+def render_markdown(source: str, attachments: dict | None = None, path: str = "") -> str:
+    """``source`` as HTML, rendered the way nbconvert's HTML exporter renders a markdown cell."""
+    renderer = IPythonRenderer(escape=False, attachments=attachments or {}, path=path)
+    return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def safe_markdown(source: str, attachments: dict | None = None, path: str = "") -> str:
+    """Markdown that renders as the cleaned HTML of ``source``.
+
+    The result is a single ``<div>`` HTML block with no line breaks inside (newlines become ``&#10;``, the
+    same character to a browser, also inside ``<pre>``): a markdown renderer ends an HTML block only at a
+    blank line, so it passes the whole block through and never re-reads the cleaned text as markdown.
+    """
+    try:
+        rendered = render_markdown(source, attachments, path)
+    except Exception:  # noqa: BLE001 - e.g. a missing attachment: show the source as text instead
+        rendered = f"<pre>{html.escape(source)}</pre>"
+    cleaned = clean_html(rendered).strip()
+    return "<div>\n" + cleaned.replace("\r", "").replace("\n", "&#10;") + "\n</div>" if cleaned else ""
+
+
 class TrustedOutputs(NbGraderPreprocessor):
-    """Replace every code cell's outputs: the course's verdict on test cells, nothing elsewhere."""
+    """Replace every code cell's outputs: the course's verdict on test cells, nothing elsewhere;
+    make markdown cells and grader comments safe to render."""
 
     def preprocess(self, nb: NotebookNode, resources):
         info = resources.get("nbgrader", {})
         root = Path(CourseDirectory(config=self.config).root)
         path = results_path(root, info.get("assignment", ""), info.get("student", ""))
-        cells = {}
-        if path.exists():
-            cells = json.loads(path.read_text()).get("notebooks", {}).get(info.get("notebook", ""), {}).get("cells", {})
+        verdicts = load_verdicts(path, info.get("notebook", ""))
+        where = resources.get("metadata", {}).get("path", "")
         for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            cell.outputs = []
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-            if gid in cells:
-                cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=verdict_text(cells[gid]) + "\n")]
+            _check_grade_id(cell)
+            cell.source = shown_source(cell.source)
+            if cell.cell_type == "code":
+                cell.outputs = _verdict_outputs(cell, verdicts)
+            elif cell.cell_type == "markdown":
+                cell.source = safe_markdown(cell.source, cell.get("attachments"), where)
+                cell.pop("attachments", None)
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("comment"):
+                meta["comment"] = safe_markdown(str(meta["comment"]))
         return nb, resources
+
+
+def shown_source(source: str, max_chars: int = 20_000, max_line: int = 2_000) -> str:
+    """A cell's source as the feedback shows it: highlighting and markdown rendering slow down badly on
+    huge cells and very long lines, so both are cut (the autograded notebook keeps the whole cell)."""
+    if len(source) <= max_chars and all(len(line) <= max_line for line in source.splitlines()):
+        return source
+    lines = [line if len(line) <= max_line else line[:max_line] + " …" for line in source[:max_chars].splitlines()]
+    return "\n".join(lines) + f"\n# … (cut for the feedback: the cell has {len(source):,} characters)"
+
+
+def _verdict_outputs(cell: NotebookNode, verdicts: dict | None) -> list:
+    """A code cell's new outputs: one line on a graded cell, nothing on any other cell."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if not meta.get("grade"):
+        return []
+    found = (verdicts or {}).get(meta.get("grade_id"))
+    text = verdict_text(found) if found is not None else NOT_GRADED
+    return [NotebookNode(output_type="stream", name="stdout", text=text + "\n")]
+
+
+def _check_grade_id(cell: NotebookNode) -> None:
+    """Drop nbgrader metadata whose grade_id is not a plain name: the template writes it into the page as is."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if isinstance(meta, dict) and meta.get("grade_id") is not None and not SAFE_GRADE_ID.match(str(meta["grade_id"])):
+        cell.metadata.pop("nbgrader")

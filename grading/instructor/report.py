@@ -1,4 +1,10 @@
-"""reports/grades.csv and reports/report.html, from the gradebook and the grader's results files."""
+"""reports/grades.csv and reports/report.html, from the gradebook and the grader's results files.
+
+A results file (``reports/results/<assignment>/<student>.json``) is written per graded submission; its
+``grading_error`` (a grader-side failure: regrade) and ``kept_previous`` (the earlier grade was restored)
+keys may be absent in files from older runs. Every student, from the gradebook or from a results file,
+appears in the report; every value put into the HTML page is escaped.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from .course import open_api
+
+SLOWEST = 10
 
 
 def gradebook_table(root: Path) -> tuple[list[str], list[dict], dict[str, float]]:
@@ -36,21 +44,66 @@ def gradebook_table(root: Path) -> tuple[list[str], list[dict], dict[str, float]
     return columns, rows, maxima
 
 
+def load_results(root: Path) -> list[dict]:
+    """Every results file, sorted by assignment then student; an unreadable one becomes a grading error."""
+    base = root / "reports" / "results"
+    return [read_result(p) for p in sorted(base.glob("*/*.json"))] if base.is_dir() else []
+
+
+def read_result(path: Path) -> dict:
+    """One results file with its optional keys filled in (old files lack ``grading_error`` and ``kept_previous``)."""
+    try:
+        res = json.loads(path.read_text())
+        if not isinstance(res, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        res = {"grading_error": f"unreadable results file {path.name}: {exc}"}
+    res.setdefault("student", path.stem)
+    res.setdefault("assignment", path.parent.name)
+    res["notebooks"] = res.get("notebooks") if isinstance(res.get("notebooks"), dict) else {}
+    res["seconds"] = res.get("seconds") if isinstance(res.get("seconds"), dict) else {}
+    res["grading_error"] = res.get("grading_error") or None
+    res["kept_previous"] = bool(res.get("kept_previous"))
+    return res
+
+
+def error_assignments(results: list[dict]) -> dict[str, list[str]]:
+    """student -> the assignments whose results file records a grading error."""
+    found: dict[str, list[str]] = collections.defaultdict(list)
+    for res in results:
+        if res["grading_error"]:
+            found[str(res["student"])].append(str(res["assignment"]))
+    return found
+
+
+def all_students(rows: list[dict], results: list[dict]) -> list[str]:
+    """Students in the gradebook or in any results file, sorted."""
+    return sorted({row["student"] for row in rows} | {str(res["student"]) for res in results})
+
+
 def write_grades_csv(root: Path) -> Path:
+    """reports/grades.csv: one row per student, a column per notebook, the total and the grading errors.
+
+    A student known only from a results file (not in the gradebook) gets empty scores and total.
+    """
     columns, rows, _ = gradebook_table(root)
+    errors = error_assignments(load_results(root))
+    by_student = {row["student"]: row for row in rows}
     path = root / "reports" / "grades.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *columns, "total"])
-        for row in rows:
-            writer.writerow([row["student"], *("" if row[c] is None else f"{row[c]:g}" for c in columns), f"{row['total']:g}"])
+        writer.writerow(["student", *columns, "total", "grading_error"])
+        for student in sorted(set(by_student) | set(errors)):
+            row = by_student.get(student)
+            scores = [_csv_number(row[c]) if row else "" for c in columns]
+            total = _csv_number(row["total"]) if row else ""
+            writer.writerow([student, *scores, total, " ".join(errors.get(student, []))])
     return path
 
 
-def load_results(root: Path) -> list[dict]:
-    base = root / "reports" / "results"
-    return [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))] if base.is_dir() else []
+def _csv_number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
 
 
 def grade_table_text(root: Path) -> str:
@@ -64,88 +117,32 @@ def grade_table_text(root: Path) -> str:
         cells = "".join(f"{'-' if row[c] is None else format(row[c], 'g'):>{w + 2}}" for c, w in zip(columns, widths))
         lines.append(f"{row['student']:<14}{cells}{row['total']:>9g}")
     total_max = sum(maxima.values())
-    lines.append(f"{'max':<14}" + "".join(f"{maxima[c]:>{w + 2}g}" for c, w in zip(columns, widths)) + f"{total_max:>9g}")
+    maxima_cells = "".join(f"{maxima[c]:>{w + 2}g}" for c, w in zip(columns, widths))
+    lines.append(f"{'max':<14}{maxima_cells}{total_max:>9g}")
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
+# ---------------------------------------------------------------- report.html
 
 def write_report(root: Path) -> Path:
+    """reports/report.html: grading errors first, then every student's grades, plots and tables."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     results = load_results(root)
     columns, rows, maxima = gradebook_table(root)
-    assignments = sorted({c.split("/")[0] for c in columns})
-    parts = ["<h1>RNN course: grading report</h1>",
-             f"<p>{len(rows)} students, {len(results)} graded submissions.</p>"]
-
-    parts.append("<h2>Scores per assignment</h2>")
-    fig, axes = plt.subplots(1, max(1, len(assignments)), figsize=(4 * max(1, len(assignments)), 2.8), squeeze=False)
-    for ax, assignment in zip(axes[0], assignments):
-        cols = [c for c in columns if c.startswith(assignment + "/")]
-        totals = [sum(r[c] or 0 for c in cols) for r in rows if any(r[c] is not None for c in cols)]
-        top = sum(maxima[c] for c in cols)
-        ax.hist(totals, bins=[x - 0.5 for x in range(int(top) + 2)], color="#4878a8", edgecolor="white")
-        ax.set_title(f"{assignment} (max {top:g})")
-        ax.set_xlabel("points")
-        ax.set_ylabel("students")
-    parts.append(f'<img alt="score histograms" src="{_png(fig)}">')
-
-    passed, tried, failures = collections.Counter(), collections.Counter(), collections.Counter()
-    flags, problems, timings = [], [], []
-    for res in results:
-        for name, nb in res["notebooks"].items():
-            for tid, cell in nb.get("cells", {}).items():
-                key = f"{res['assignment']}/{name}/{tid}"
-                tried[key] += 1
-                if cell["score"] >= cell["max_score"]:
-                    passed[key] += 1
-                elif cell.get("message"):
-                    failures[(key, cell["message"][:160])] += 1
-            for flag in nb.get("flags", []):
-                flags.append((res["student"], f"{res['assignment']}/{name}", flag))
-            for anomaly in nb.get("anomalies", []) + ([nb["incident"]] if nb.get("incident") else []):
-                problems.append((res["student"], f"{res['assignment']}/{name}", anomaly))
-        if res.get("error"):
-            problems.append((res["student"], res["assignment"], res["error"]))
-            if nb.get("execute_seconds") is not None:
-                timings.append((nb["execute_seconds"] + (nb.get("verify_seconds") or 0), res["student"],
-                                f"{res['assignment']}/{name}",
-                                {"kernel": nb["execute_seconds"], "verifier": nb.get("verify_seconds") or 0}))
-
-    parts.append("<h2>Pass rate per test cell</h2>")
-    keys = sorted(tried)
-    if keys:
-        fig, ax = plt.subplots(figsize=(7, 0.28 * len(keys) + 0.8))
-        rates = [100 * passed[k] / tried[k] for k in keys]
-        ax.barh(range(len(keys)), rates, color="#59a14f")
-        ax.set_yticks(range(len(keys)), [k.split("/", 1)[1] for k in keys], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("% of submissions passing")
-        parts.append(f'<img alt="pass rates" src="{_png(fig)}">')
-    parts.append(_table(["test cell", "passed", "submissions"], [(k, passed[k], tried[k]) for k in keys]))
-
-    parts.append("<h2>Most frequent failures</h2>")
-    parts.append(_table(["test cell", "message", "students"], [(k, m, n) for (k, m), n in failures.most_common(15)]))
-    parts.append("<h2>Tampering and disagreements (flagged)</h2>")
-    parts.append(_table(["student", "notebook", "what was detected"], flags) if flags else "<p>None.</p>")
-    parts.append("<h2>Ungradable or repaired submissions</h2>")
-    parts.append(_table(["student", "notebook", "reason"], problems) if problems else "<p>None.</p>")
-    parts.append("<h2>Slowest notebooks</h2>")
-    parts.append(_table(["seconds", "student", "notebook", "split"],
-                        [(f"{t:.2f}", s, a, ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
-                         for t, s, a, split in sorted(timings, reverse=True)[:10]]))
+    stats = collect(results)
+    parts = ["<h1>RNN course: grading report</h1>", summary_paragraph(rows, results),
+             *errors_section(results), *students_section(columns, rows, maxima, results),
+             *histograms_section(columns, rows, maxima), *pass_rate_section(stats),
+             "<h2>Most frequent failures</h2>",
+             _table(["test cell", "message", "students"],
+                    [(k, m, n) for (k, m), n in stats["failures"].most_common(15)]),
+             "<h2>Tampering and disagreements (flagged)</h2>",
+             _table(["student", "notebook", "what was detected"], stats["flags"]) if stats["flags"] else _none(),
+             "<h2>Ungradable or repaired submissions</h2>",
+             _table(["student", "notebook", "reason"], stats["problems"]) if stats["problems"] else _none(),
+             *slowest_section(stats["timings"])]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Grading report</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left}</style></head><body>"
@@ -156,7 +153,171 @@ def write_report(root: Path) -> Path:
     return path
 
 
+def summary_paragraph(rows: list[dict], results: list[dict]) -> str:
+    """Counts of students, graded submissions and grading errors."""
+    errors = [res for res in results if res["grading_error"]]
+    kept = sum(res["kept_previous"] for res in errors)
+    text = (f"{len(all_students(rows, results))} students, {len(results)} graded submissions, "
+            f"{len(errors)} grading errors (regrade these)")
+    if kept:
+        text += f", of which {kept} kept an earlier grade"
+    return f"<p>{html.escape(text)}.</p>"
+
+
+def errors_section(results: list[dict]) -> list[str]:
+    """Submissions the grader failed on: regrade them."""
+    rows = [(res["student"], res["assignment"], res["grading_error"], "earlier grade kept" if res["kept_previous"]
+             else "graded cells set to 0") for res in results if res["grading_error"]]
+    body = _table(["student", "assignment", "grading error", "grade now"], rows) if rows else _none()
+    return ["<h2>Grading errors (regrade these)</h2>", body]
+
+
+def students_section(columns: list[str], rows: list[dict], maxima: dict[str, float],
+                     results: list[dict]) -> list[str]:
+    """Every student (gradebook and results files): points per assignment, total, and what went wrong."""
+    assignments = sorted({c.split("/")[0] for c in columns})
+    by_student = {row["student"]: row for row in rows}
+    notes = student_notes(results)
+    table_rows = []
+    for student in all_students(rows, results):
+        row = by_student.get(student)
+        points = [_assignment_points(row, columns, a) for a in assignments]
+        total = f"{row['total']:g}" if row else "-"
+        extra = notes.get(student, []) + ([] if row else ["not in the gradebook"])
+        table_rows.append((student, *points, total, "; ".join(extra)))
+    header = ["student", *(f"{a} (max {sum(maxima[c] for c in columns if c.startswith(a + '/')):g})"
+                           for a in assignments), "total", "notes"]
+    return ["<h2>Grades per student</h2>", _table(header, table_rows)]
+
+
+def student_notes(results: list[dict]) -> dict[str, list[str]]:
+    """student -> short notes: grading errors, errors, flags, repairs."""
+    notes: dict[str, list[str]] = collections.defaultdict(list)
+    for res in results:
+        student, assignment = str(res["student"]), res["assignment"]
+        if res["grading_error"]:
+            notes[student].append(f"{assignment}: grading error"
+                                  + (" (earlier grade kept)" if res["kept_previous"] else ""))
+        if _own_error(res):
+            notes[student].append(f"{assignment}: not graded ({res['error']})")
+        notebooks = [nb for nb in res["notebooks"].values() if isinstance(nb, dict)]
+        if any(nb.get("flags") for nb in notebooks):
+            notes[student].append(f"{assignment}: flagged")
+        if any(nb.get("anomalies") or nb.get("incident") for nb in notebooks):
+            notes[student].append(f"{assignment}: ungradable or repaired")
+    return notes
+
+
+def _assignment_points(row: dict | None, columns: list[str], assignment: str) -> str:
+    """A student's points on one assignment, or '-' when nothing of it is in the gradebook."""
+    scores = [row[c] for c in columns if c.startswith(assignment + "/")] if row else []
+    return f"{sum(s for s in scores if s is not None):g}" if any(s is not None for s in scores) else "-"
+
+
+def collect(results: list[dict]) -> dict:
+    """Per-test-cell pass counts and failure messages, flags, problems and one timing per executed notebook."""
+    stats = {"passed": collections.Counter(), "tried": collections.Counter(), "failures": collections.Counter(),
+             "flags": [], "problems": [], "timings": []}
+    for res in results:
+        zeroed = res["grading_error"] and not res["kept_previous"]  # its cells hold no verdict, only the error
+        for name, nb in res["notebooks"].items():
+            if isinstance(nb, dict) and not zeroed:
+                _collect_notebook(stats, res, name, nb)
+        if _own_error(res):
+            stats["problems"].append((res["student"], res["assignment"], res["error"]))
+    return stats
+
+
+def _own_error(res: dict) -> str | None:
+    """The submission's error, unless it only repeats the grading error (listed in its own section)."""
+    return res["error"] if res.get("error") and res["error"] != res["grading_error"] else None
+
+
+def _collect_notebook(stats: dict, res: dict, name: str, nb: dict) -> None:
+    where = f"{res['assignment']}/{name}"
+    cells = nb.get("cells") if isinstance(nb.get("cells"), dict) else {}
+    for tid, cell in cells.items():
+        if not isinstance(cell, dict):
+            continue
+        key = f"{where}/{tid}"
+        stats["tried"][key] += 1
+        if (cell.get("score") or 0) >= (cell.get("max_score") or 0):
+            stats["passed"][key] += 1
+        elif cell.get("message"):
+            stats["failures"][(key, str(cell["message"])[:160])] += 1
+    stats["flags"].extend((res["student"], where, flag) for flag in nb.get("flags") or [])
+    problems = list(nb.get("anomalies") or []) + ([nb["incident"]] if nb.get("incident") else [])
+    stats["problems"].extend((res["student"], where, problem) for problem in problems)
+    if nb.get("execute_seconds") is not None:
+        kernel, verifier = float(nb["execute_seconds"]), float(nb.get("verify_seconds") or 0)
+        stats["timings"].append((kernel + verifier, res["student"], where, {"kernel": kernel, "verifier": verifier}))
+
+
+def histograms_section(columns: list[str], rows: list[dict], maxima: dict[str, float]) -> list[str]:
+    """One histogram of total points per assignment (gradebook scores)."""
+    import matplotlib.pyplot as plt
+
+    assignments = sorted({c.split("/")[0] for c in columns})
+    fig, axes = plt.subplots(1, max(1, len(assignments)), figsize=(4 * max(1, len(assignments)), 2.8), squeeze=False)
+    for ax, assignment in zip(axes[0], assignments):
+        cols = [c for c in columns if c.startswith(assignment + "/")]
+        totals = [sum(r[c] or 0 for c in cols) for r in rows if any(r[c] is not None for c in cols)]
+        top = sum(maxima[c] for c in cols)
+        ax.hist(totals, bins=[x - 0.5 for x in range(int(top) + 2)], color="#4878a8", edgecolor="white")
+        ax.set_title(_plain(f"{assignment} (max {top:g})"))
+        ax.set_xlabel("points")
+        ax.set_ylabel("students")
+    return ["<h2>Scores per assignment</h2>", f'<img alt="score histograms" src="{_png(fig)}">']
+
+
+def pass_rate_section(stats: dict) -> list[str]:
+    """Bar chart and table: the share of submissions passing each test cell."""
+    import matplotlib.pyplot as plt
+
+    passed, tried = stats["passed"], stats["tried"]
+    keys = sorted(tried)
+    parts = ["<h2>Pass rate per test cell</h2>"]
+    if keys:
+        fig, ax = plt.subplots(figsize=(7, 0.28 * len(keys) + 0.8))
+        ax.barh(range(len(keys)), [100 * passed[k] / tried[k] for k in keys], color="#59a14f")
+        ax.set_yticks(range(len(keys)), [_plain(k.split("/", 1)[1]) for k in keys], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("% of submissions passing")
+        parts.append(f'<img alt="pass rates" src="{_png(fig)}">')
+    parts.append(_table(["test cell", "passed", "submissions"], [(k, passed[k], tried[k]) for k in keys]))
+    return parts
+
+
+def slowest_section(timings: list[tuple]) -> list[str]:
+    """The slowest executed notebooks, kernel and out-of-kernel verifier time apart."""
+    rows = [(f"{t:.2f}", s, a, ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+            for t, s, a, split in sorted(timings, key=lambda t: t[0], reverse=True)[:SLOWEST]]
+    return ["<h2>Slowest notebooks</h2>",
+            f"<p>The {len(rows)} slowest of {len(timings)} notebooks run (seconds).</p>",
+            _table(["seconds", "student", "notebook", "split"], rows)]
+
+
+def _plain(text: str) -> str:
+    """Text for a matplotlib label: a '$' is shown, not read as the start of math."""
+    return text.replace("$", r"\$")
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _none() -> str:
+    return "<p>None.</p>"
+
+
 def _table(header: list[str], rows) -> str:
+    """An HTML table; every header and cell is escaped."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

@@ -58,7 +58,7 @@ def test_grades_csv_has_one_row_per_student_and_a_column_per_notebook(graded_cla
     course, _ = graded_class
     rows = list(csv.DictReader(open(course / "reports" / "grades.csv")))
     assert len(rows) == SIZE
-    expected = ["student"] + [f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)] + ["total"]
+    expected = ["student"] + [f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)] + ["total", "grading_error"]
     assert list(rows[0]) == expected
 
 
@@ -70,7 +70,7 @@ def test_report_shows_histograms_pass_rates_failures_and_timings(graded_class):
         assert section in page
     assert page.count("data:image/png;base64,") >= 2
     for output in outputs.values():
-        assert "0 with errors" in output.stdout and "ETA" in output.stdout
+        assert "0 with grading errors" in output.stdout and "ETA" in output.stdout
 
 
 def test_feedback_keeps_the_diagnosis_and_hides_hidden_tests(graded_class):

@@ -1,12 +1,16 @@
 """Grade a class: nbgrader's autograde on every submission, in parallel workers, each with its
 own sandboxed kernel server, then the out-of-kernel verifier, the gradebook reconciled, and
 feedback written. The parent process shows progress and collects one record per submission.
+
+Fail closed (see ``attempts.py``): nbgrader records the kernel's scores as pending zeros, and
+a cell's score counts only once the verifier's verdict for it is committed. Any grader-side
+error on a submission restores its earlier verified grade, or sets its cells to 0 and marks it
+"grading error — regrade"; the run goes on and the command's exit status says so.
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
+import ast
 import os
 import re
 import shutil
@@ -14,42 +18,31 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
 
+from .attempts import discard_snapshot, gradebook_write, record_grading_error, save_snapshot
 from .course import CourseError, open_api, working_directory
-from .feedback import results_path
-from .sandbox import (UNSANDBOXED_EXPOSURE, KernelServer, SandboxUnavailable, build_mpl_cache, sandbox_problem,
-                      stage_package)
-from .settings import grading_config
+from .messages import clean_text
+from .pool import TaskFailure, WorkerPool
+from .records import SubmissionResult, write_result
+from .sandbox import (UNSANDBOXED_EXPOSURE, KernelServer, SandboxUnavailable, build_mpl_cache, cleanup_scratch,
+                      sandbox_problem, stage_package)
+from .settings import grading_config, submission_budget
 from .submissions import stage, students_with
-from .tamper import scan
-from .verifier import course_secret, submission_seed, verify_notebook
+from .tamper import scan_cells
+from .verifier import checked_code, course_secret, submission_seed, verify_notebook
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
+INSTRUCTOR_SOURCES = ("instructor/exercises", "instructor/runtime")
+MESSAGE_LIMIT = 1000
 
 
-@dataclass
-class SubmissionResult:
-    """Everything the reports need about one (student, assignment)."""
-
-    student: str
-    assignment: str
-    notebooks: dict = field(default_factory=dict)  # name -> {score, max_score, cells, flags, anomalies, incident}
-    error: str | None = None
-    seconds: dict = field(default_factory=dict)  # autograde / verify / feedback / total
-    worker: int = 0
-
-    @property
-    def score(self) -> float:
-        return sum(n["score"] for n in self.notebooks.values())
-
-    @property
-    def max_score(self) -> float:
-        return sum(n["max_score"] for n in self.notebooks.values())
+class GradingError(Exception):
+    """A grader-side failure on one submission (not the student's fault)."""
 
 
 @dataclass
@@ -81,21 +74,33 @@ def check_can_grade(root: Path, assignment: str, students: list[str] | None) -> 
     return found
 
 
-def hidden_lines(root: Path, assignment: str) -> set[str]:
-    """Lines of the hidden tests of an assignment (to keep them out of every message)."""
+def secret_lines(root: Path, assignment: str) -> set[str]:
+    """Lines no student-visible message may quote: the hidden tests, and the hidden checks' own source."""
     lines = set()
     for path in (root / "source" / assignment).glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             for block in HIDDEN.findall(cell.source):
                 lines.update(line.strip() for line in block.splitlines() if len(line.strip()) >= 8)
+    package = Path(__file__).resolve().parent.parent
+    for rel in INSTRUCTOR_SOURCES:
+        for path in (package / rel).rglob("*.py"):
+            lines.update(line.strip() for line in path.read_text().splitlines() if len(line.strip()) >= 24)
     return lines
 
 
-def scrub(message: str, secret_lines: set[str]) -> str:
-    if any(line in message for line in secret_lines):
+hidden_lines = secret_lines
+
+
+def scrub(message: str, secrets_: set[str]) -> str:
+    if any(line in message for line in secrets_):
         return "the test failed (its details quote hidden tests and are withheld)"
     return message
+
+
+def student_message(value, secrets_: set[str], limit: int = MESSAGE_LIMIT) -> str:
+    """A message a student may read: bounded, valid UTF-8, and quoting nothing hidden."""
+    return scrub(clean_text(value, limit), secrets_)
 
 
 # ---------------------------------------------------------------- worker side
@@ -103,37 +108,61 @@ def scrub(message: str, secret_lines: set[str]) -> str:
 _WORKER: dict = {}
 
 
-def _worker_init(root: str, index_queue, options: GradeOptions, mpl: str, staged_pkg: str | None, scratch: str) -> None:
-    index = index_queue.get()
+def _worker_init(index: int, root: str, options: GradeOptions, mpl: str, staged_pkg: str | None,
+                 scratch: str) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     import warnings
 
     from sqlalchemy.exc import SAWarning
 
     warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader 0.9.6's API with SQLAlchemy 2.x
+    from .cgroups import Cgroup
+    from .settings import GRADER_MEMORY_MB
+
+    group = Cgroup.create(f"{Path(scratch).name}-grader{index}") if options.sandboxed else None
+    if group is not None:
+        group.join()
+        group.limit(memory_bytes=group.usage_bytes() + GRADER_MEMORY_MB * 2**20)
     server = KernelServer(index, options.sandboxed, Path(scratch) / f"w{index}")
     server.start(Path(mpl), Path(staged_pkg) if staged_pkg else None)
     from .kernels import SandboxedExecute
 
     SandboxedExecute.server = server
     staged = Path(scratch) / "submitted"
-    _WORKER.update(index=index, server=server, mpl=Path(mpl), staged_pkg=Path(staged_pkg) if staged_pkg else None, root=Path(root), options=options, staged=staged,
-                   api=open_api(Path(root), grading_config(staged)), secret=course_secret(Path(root)), hidden={})
+    api = open_api(Path(root), grading_config(staged, verify=options.verify))
+    _WORKER.update(index=index, server=server, root=Path(root), options=options, staged=staged, api=api,
+                   db_url=api.coursedir.db_url, course_id=api.coursedir.course_id, secret=course_secret(Path(root)),
+                   secrets={}, cgroup=group)
+
+
+def _worker_shutdown() -> None:
+    server = _WORKER.get("server")
+    if server is not None:
+        server.stop()
+    if _WORKER.get("cgroup") is not None:
+        _WORKER["cgroup"].remove()
 
 
 def _worker_task(task: tuple[str, str]) -> SubmissionResult:
+    """Grade one submission; never raises (a grader-side error is recorded, failing closed)."""
     assignment, student = task
     w = _WORKER
+    root = w["root"]
     started = time.monotonic()
     result = SubmissionResult(student, assignment, worker=w["index"])
     try:
+        save_snapshot(root, w["db_url"], w["course_id"], assignment, student)
         _grade_one(w, result)
+        discard_snapshot(root, assignment, student)
     except Exception as exc:  # noqa: BLE001 - one broken submission never stops the class
-        result.error = f"{type(exc).__name__}: {exc}"
-        (w["root"] / "reports" / "errors").mkdir(parents=True, exist_ok=True)
-        (w["root"] / "reports" / "errors" / f"{assignment}-{student}.txt").write_text(traceback.format_exc())
-        if not w["server"].alive():
-            w["server"].start(w["mpl"], w["staged_pkg"])
+        (root / "reports" / "errors").mkdir(parents=True, exist_ok=True)
+        (root / "reports" / "errors" / f"{assignment}-{student}.txt").write_text(
+            clean_text(traceback.format_exc(), 20000, lines=400))
+        reason = clean_text(f"{type(exc).__name__}: {exc}", 300)
+        try:
+            result = record_grading_error(root, w["db_url"], w["course_id"], assignment, student, reason, w["index"])
+        except Exception as again:  # noqa: BLE001 - the parent records it instead
+            raise GradingError(f"{reason}; recording it failed too: {again}") from None
     result.seconds["total"] = round(time.monotonic() - started, 3)
     return result
 
@@ -146,87 +175,104 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
     t0 = time.monotonic()
     SandboxedExecute.incidents = incidents = {}
     SandboxedExecute.durations = durations = {}
-    outcome = {"success": True}
     if staged.notebooks:
         with working_directory(root):
-            for attempt in range(4):
+            outcome = {"success": False}
+            for attempt in range(6):
                 outcome = w["api"].autograde(assignment, student, force=True, create=True)
-                if outcome["success"] or "database is locked" not in (outcome.get("log", "") + outcome.get("error", "")):
+                if outcome["success"] or "locked" not in (outcome.get("log", "") + outcome.get("error", "")):
                     break
                 time.sleep(0.5 * (attempt + 1))
-    else:
-        with Gradebook(w["api"].coursedir.db_url, w["api"].coursedir.course_id) as gb:
-            gb.update_or_create_student(student)
+        if not outcome["success"]:
+            raise GradingError("nbgrader could not grade this submission: " + _last_error(outcome))
     result.seconds["autograde"] = round(time.monotonic() - t0, 3)
-    if not outcome["success"]:
-        result.error = "nbgrader could not grade this submission: " + _last_error(outcome)
     t1 = time.monotonic()
-    if assignment not in w["hidden"]:
-        w["hidden"][assignment] = hidden_lines(root, assignment)
-    secret_lines = w["hidden"][assignment]
-    with Gradebook(w["api"].coursedir.db_url, w["api"].coursedir.course_id) as gb:
+    if assignment not in w["secrets"]:
+        w["secrets"][assignment] = secret_lines(root, assignment)
+    hidden = w["secrets"][assignment]
+    notebooks = {}
+    for name in staged.notebooks:
+        autograded = root / "autograded" / student / assignment / f"{name}.ipynb"
+        nb = nbformat.read(autograded, as_version=4)
+        verdicts = None
+        if w["options"].verify:
+            seed = submission_seed(w["secret"], assignment, student, name, checked_code(nb))
+            verdicts = verify_notebook(w["server"], assignment, name, nb, seed)
+        notebooks[name] = (nb, verdicts)
+
+    def commit(gb: Gradebook) -> dict:
+        gb.update_or_create_student(student)
         submission = gb.update_or_create_submission(assignment, student)
+        records = {}
         for sub_nb in submission.notebooks:
-            name = sub_nb.name
-            autograded = root / "autograded" / student / assignment / f"{name}.ipynb"
-            nb = nbformat.read(autograded, as_version=4) if autograded.exists() and name in staged.notebooks else None
-            kernel_errors = _kernel_errors(nb, secret_lines) if nb is not None else {}
-            verdicts = None
-            if w["options"].verify and nb is not None:
-                seed = submission_seed(w["secret"], assignment, student, name)
-                verdicts = verify_notebook(w["server"], assignment, name, nb, seed)
-            cells, flags = {}, []
-            for grade in sub_nb.grades:
-                max_score = float(grade.max_score)
-                kernel = grade.auto_score
-                if nb is None:
-                    grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
-                    reason = "; ".join(staged.anomalies.get(name, [])) or "not graded"
-                    cells[grade.name] = {"score": 0.0, "max_score": max_score, "message": reason, "kernel_score": None}
-                    continue
-                if verdicts is not None and grade.name in verdicts.verdicts:
-                    message = verdicts.verdicts[grade.name]
-                    final = max_score if message is None else 0.0
-                    if kernel is None or abs(kernel - final) > 1e-9:
-                        grade.manual_score = final
-                        flags.append(f"{grade.name}: the notebook's own tests gave {_pts(kernel)}/{_pts(max_score)}, "
-                                     f"the out-of-kernel check {_pts(final)}/{_pts(max_score)} (which counts)")
-                    else:
-                        grade.manual_score = None
-                else:
-                    final = float(grade.score)
-                    message = kernel_errors.get(grade.name) if final < max_score else None
-                if final < max_score and not message:
-                    message = kernel_errors.get(grade.name) or incidents.get(name) or "this test failed"
-                cells[grade.name] = {"score": final, "max_score": max_score, "message": message, "kernel_score": kernel}
-            if verdicts is not None:
-                _comment_on_solutions(gb, assignment, student, name, verdicts, cells)
-            student_code = _student_code(nb) if nb is not None else ""
-            for finding in scan(student_code, _protected_names(nb) if nb is not None else set()):
-                flags.append(f"tampering: {finding}")
-            result.notebooks[name] = {
-                "score": sum(c["score"] for c in cells.values()),
-                "max_score": sum(c["max_score"] for c in cells.values()),
-                "cells": cells,
-                "flags": flags,
-                "anomalies": staged.anomalies.get(name, []),
-                "incident": incidents.get(name),
-                "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
-                "execute_seconds": durations.get(name),
-            }
-        gb.db.commit()
+            nb, verdicts = notebooks.get(sub_nb.name, (None, None))
+            records[sub_nb.name] = _reconcile(gb, w["options"].verify, assignment, student, sub_nb, nb, verdicts,
+                                              staged, incidents, durations, hidden)
+        return records
+
+    result.notebooks = gradebook_write(w["db_url"], w["course_id"], commit)
     if staged.anomalies.get("*"):
         result.notebooks.setdefault("*", {"score": 0, "max_score": 0, "cells": {}, "flags": [], "incident": None,
                                           "anomalies": staged.anomalies["*"]})
     result.seconds["verify"] = round(time.monotonic() - t1, 3)
-    path = results_path(root, assignment, student)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(result), indent=1))
-    if w["options"].feedback and any(n in staged.notebooks for n in result.notebooks):
+    write_result(root, result)
+    if w["options"].feedback and staged.notebooks:
         t2 = time.monotonic()
         with working_directory(root):
-            w["api"].generate_feedback(assignment, student, force=True)
+            done = w["api"].generate_feedback(assignment, student, force=True)
+        if not done.get("success"):
+            raise GradingError("feedback could not be written: " + _last_error(done))
         result.seconds["feedback"] = round(time.monotonic() - t2, 3)
+
+
+def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verdicts, staged, incidents, durations,
+               hidden: set[str]) -> dict:
+    """Set every graded cell of one notebook to its final score; return its record for the reports."""
+    name = sub_nb.name
+    kernel_errors = _kernel_errors(nb) if nb is not None else {}
+    cells, flags = {}, []
+    for grade in sub_nb.grades:
+        max_score = float(grade.max_score)
+        kernel = grade.auto_score
+        if nb is None:
+            grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
+            reason = "; ".join(staged.anomalies.get(name, [])) or "not graded"
+            cells[grade.name] = {"score": 0.0, "max_score": max_score, "message": clean_text(reason, MESSAGE_LIMIT),
+                                 "kernel_score": None}
+            continue
+        if verdicts is not None and grade.name in verdicts.verdicts:
+            message = verdicts.verdicts[grade.name]
+            final = max_score if message is None else 0.0
+            if kernel is None or abs(kernel - final) > 1e-9:
+                flags.append(f"{grade.name}: the notebook's own tests gave {_pts(kernel)}/{_pts(max_score)}, "
+                             f"the out-of-kernel check {_pts(final)}/{_pts(max_score)} (which counts)")
+        elif not verify:
+            final = float(kernel or 0.0)
+            message = kernel_errors.get(grade.name) if final < max_score else None
+        else:
+            final, message = 0.0, "this test cell has no out-of-kernel check, so it cannot count: ask your instructor"
+        grade.manual_score = None if kernel is not None and abs(kernel - final) <= 1e-9 else final
+        grade.needs_manual_grade = False
+        if final < max_score and not message:
+            message = kernel_errors.get(grade.name) or incidents.get(name) or "this test failed"
+        cells[grade.name] = {"score": final, "max_score": max_score,
+                             "message": None if message is None else student_message(message, hidden),
+                             "kernel_score": kernel}
+    if verdicts is not None:
+        _comment_on_solutions(gb, assignment, student, name, verdicts, cells)
+    if nb is not None:
+        for finding in scan_cells(_student_cells(nb), _protected_names(nb)):
+            flags.append(f"tampering: {finding}")
+    return {
+        "score": sum(c["score"] for c in cells.values()),
+        "max_score": sum(c["max_score"] for c in cells.values()),
+        "cells": cells,
+        "flags": flags,
+        "anomalies": [clean_text(a, 300) for a in staged.anomalies.get(name, [])],
+        "incident": incidents.get(name),
+        "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
+        "execute_seconds": durations.get(name),
+    }
 
 
 def _pts(value) -> str:
@@ -235,20 +281,19 @@ def _pts(value) -> str:
 
 def _last_error(outcome: dict) -> str:
     text = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
-    return text[-1][:300] if text else "unknown error"
+    return clean_text(text[-1], 300) if text else "unknown error"
 
 
-def _kernel_errors(nb: nbformat.NotebookNode, secret_lines: set[str]) -> dict[str, str]:
-    """test cell grade_id -> 'ename: evalue' of its error (scrubbed of hidden test text)."""
+def _kernel_errors(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """test cell grade_id -> 'ename: evalue' of its error, as the kernel reported it (student-controlled)."""
     errors = {}
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade"):
+        if cell.cell_type != "code" or not isinstance(meta, dict) or not meta.get("grade"):
             continue
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                text = f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"[:1500]
-                errors[meta["grade_id"]] = scrub(text, secret_lines)
+                errors[meta["grade_id"]] = clean_text(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}", 300)
             elif out.get("output_type") == "stream" and out.get("name") == "stderr" and meta["grade_id"] not in errors:
                 errors[meta["grade_id"]] = "the test cell wrote to stderr (nbgrader scores such a cell zero)"
     return errors
@@ -256,25 +301,27 @@ def _kernel_errors(nb: nbformat.NotebookNode, secret_lines: set[str]) -> dict[st
 
 def _protected_names(nb: nbformat.NotebookNode) -> set[str]:
     """Names the notebook's read-only cells import for the tests (checks, torch, ...)."""
-    import ast
-
     from .verifier import setup_imports
 
     names = set()
-    for node in ast.walk(ast.parse(setup_imports(nb) or "pass")):
+    try:
+        tree = ast.parse(setup_imports(nb) or "pass")
+    except (SyntaxError, RecursionError, ValueError):
+        return names
+    for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     return names
 
 
-def _student_code(nb: nbformat.NotebookNode) -> str:
+def _student_cells(nb: nbformat.NotebookNode) -> list[str]:
     """Every code cell the student could write: solution cells and cells they added."""
-    parts = []
+    sources = []
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader")
         if cell.cell_type == "code" and (not isinstance(meta, dict) or meta.get("solution")):
-            parts.append(cell.source)
-    return "\n\n".join(parts)
+            sources.append(cell.source)
+    return sources
 
 
 def _comment_on_solutions(gb, assignment, student, notebook, verdicts, cells) -> None:
@@ -285,15 +332,15 @@ def _comment_on_solutions(gb, assignment, student, notebook, verdicts, cells) ->
     for tid, exercise in verdicts.exercise_of.items():
         cell = cells.get(tid, {})
         line = f"{tid}: {_pts(cell.get('score'))}/{_pts(cell.get('max_score'))}"
-        if verdicts.verdicts.get(tid):
-            line += f" ({verdicts.verdicts[tid]})"
+        if cell.get("message") and cell.get("score", 0) < cell.get("max_score", 0):
+            line += f" ({cell['message']})"
         by_exercise.setdefault(exercise, []).append(line)
     for exercise, lines in by_exercise.items():
         try:
             comment = gb.find_comment(exercise, notebook, assignment, student)
         except MissingEntry:
             continue
-        comment.manual_comment = "Checked outside the notebook: " + "; ".join(lines)
+        comment.manual_comment = clean_text("Checked outside the notebook: " + "; ".join(lines), 2000)
 
 
 # ---------------------------------------------------------------- parent side
@@ -314,28 +361,38 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     own_scratch = scratch is None
     scratch = Path(tempfile.mkdtemp(prefix="rnn-grading-")) if own_scratch else scratch
     os.chmod(scratch, 0o755)
+    api = open_api(root)
+    db_url, course_id = api.coursedir.db_url, api.coursedir.course_id
+    budget = submission_budget(len(list((root / "release" / assignment).glob("*.ipynb"))))
     try:
         mpl = scratch / "mpl"
         build_mpl_cache(mpl)
         staged_pkg = stage_package(scratch / "package") if options.sandboxed else None
         course_secret(root)
-        ctx = multiprocessing.get_context("fork")
-        indices = ctx.Queue()
-        for i in range(jobs):
-            indices.put(i)
+
+        def init(index: int) -> None:
+            _worker_init(index, str(root), options, str(mpl), str(staged_pkg) if staged_pkg else None, str(scratch))
+
+        pool = WorkerPool(jobs, init, _worker_task, deadline=lambda task: budget, shutdown=_worker_shutdown)
         results: list[SubmissionResult] = []
         progress = Progress(len(todo), quiet=options.quiet)
-        with ctx.Pool(jobs, initializer=_worker_init,
-                      initargs=(str(root), indices, options, str(mpl), str(staged_pkg) if staged_pkg else None,
-                                str(scratch))) as pool:
-            for result in pool.imap_unordered(_worker_task, [(assignment, s) for s in todo]):
-                results.append(result)
-                progress.update(result)
-            pool.close()
-            pool.join()
+        try:
+            for outcome in pool.map([(assignment, s) for s in todo]):
+                if isinstance(outcome, TaskFailure):
+                    _, student = outcome.task
+                    outcome = record_grading_error(root, db_url, course_id, assignment, student, outcome.reason)
+                results.append(outcome)
+                progress.update(outcome)
+        except Exception as exc:
+            from .pool import PoolStartError
+
+            if isinstance(exc, PoolStartError):
+                raise SandboxUnavailable(f"a grading worker could not start: {exc}") from None
+            raise
         progress.finish()
         return sorted(results, key=lambda r: r.student)
     finally:
+        cleanup_scratch(scratch)
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -356,7 +413,9 @@ class Progress:
         eta = elapsed / self.done * (self.total - self.done)
         width = 24
         filled = int(width * self.done / self.total)
-        status = "ERROR" if result.error else f"{result.score:g}/{result.max_score:g}"
+        status = f"{result.score:g}/{result.max_score:g}"
+        if result.grading_error:
+            status = "GRADING ERROR (earlier grade kept)" if result.kept_previous else "GRADING ERROR"
         line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
                 f"{result.assignment}/{result.student}: {status}  elapsed {elapsed:5.1f}s  ETA {eta:5.1f}s")
         if self.tty:

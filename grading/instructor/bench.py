@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook
 from .build import build_release
 from .cli import make_demo_course
 from .course import assignments
-from .feedback import results_path
+from .records import results_path
 from .report import load_results
 from .sample_class import SyntheticStudent, _by_exercise, write_class
 

@@ -22,6 +22,14 @@ from pathlib import Path
 
 from .course import CourseError, assignments
 
+EXIT_OK, EXIT_COURSE_ERROR, EXIT_GRADING_ERRORS = 0, 2, 3
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}  done
+  {EXIT_COURSE_ERROR}  usage error, or a problem with the course (unknown assignment, no gradebook, no sandbox...)
+  {EXIT_GRADING_ERRORS}  graded, but some submissions hit a grading error: they are marked in grades.csv and the
+     report (an earlier verified grade is kept, else their cells are 0); regrade them
+"""
+
 
 def _root(args) -> Path:
     return Path(args.root).resolve()
@@ -54,14 +62,18 @@ def _finish_reports(root: Path) -> None:
     print(f"feedback: {root / 'feedback'}/<student>/<assignment>/<notebook>.html")
 
 
-def _summarise(results) -> None:
-    errors = [r for r in results if r.error]
+def _summarise(results) -> int:
+    """Print what happened; return the number of submissions with a grading error."""
+    errors = [r for r in results if r.grading_error]
     flagged = [(r, n) for r in results for n, nb in r.notebooks.items() if nb.get("flags")]
     ungradable = [(r, n) for r in results for n, nb in r.notebooks.items() if nb.get("anomalies") or nb.get("incident")]
-    print(f"graded {len(results)} submissions: {len(errors)} with errors, {len(flagged)} notebooks flagged, "
+    print(f"graded {len(results)} submissions: {len(errors)} with grading errors, {len(flagged)} notebooks flagged, "
           f"{len(ungradable)} repaired or partly ungradable (details in the report)")
     for r in errors:
-        print(f"  {r.assignment}/{r.student}: {r.error}")
+        print(f"  {r.assignment}/{r.student}: {r.grading_error}")
+    if errors:
+        print(f"{len(errors)} submissions hit a grading error: regrade them (exit status {EXIT_GRADING_ERRORS})")
+    return len(errors)
 
 
 def cmd_grade(args) -> int:
@@ -71,9 +83,9 @@ def cmd_grade(args) -> int:
     started = time.monotonic()
     results = grade(root, args.assignment, [args.student] if args.student else None, _grade_options(args))
     print(f"{len(results)} submissions of {args.assignment} graded in {time.monotonic() - started:.1f} s")
-    _summarise(results)
+    errors = _summarise(results)
     _finish_reports(root)
-    return 0
+    return EXIT_GRADING_ERRORS if errors else 0
 
 
 def cmd_report(args) -> int:
@@ -114,14 +126,15 @@ def cmd_demo(args) -> int:
     names = assignments(demo)
     count = write_class(demo, roster(names, args.size))
     print(f"  sample class: {args.size} students, {count} notebooks")
+    errors = 0
     for name in names:
         t = time.monotonic()
         results = grade(demo, name, None, _grade_options(args))
         print(f"\n{name}: {len(results)} submissions graded in {time.monotonic() - t:.1f} s")
-        _summarise(results)
+        errors += _summarise(results)
     _finish_reports(demo)
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
-    return 0
+    return EXIT_GRADING_ERRORS if errors else 0
 
 
 def cmd_solutions(args) -> int:
@@ -199,7 +212,7 @@ def _add_grade_flags(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=".", help="course root (default: the current directory)")
     sub = parser.add_subparsers(dest="command", required=True)

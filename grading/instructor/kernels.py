@@ -10,8 +10,10 @@ grades (zero for those cells) instead of dropping the submission.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
+import stat
 import threading
 import time
 from pathlib import Path
@@ -43,15 +45,36 @@ class ServerKernelManager:
         info = {"transport": "ipc", "ip": f"{self.job.inside}/k", "shell_port": 1, "iopub_port": 2,
                 "stdin_port": 3, "control_port": 4, "hb_port": 5, "key": secrets.token_hex(16),
                 "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
-        path = self.job.host / "kernel.json"
-        path.write_text(json.dumps(info))
-        if self.server.sandboxed:
-            import os
-
-            os.chown(path, self.server.uid, self.server.uid)
-        path.chmod(0o600)
+        fd = os.open(self.job.host / "kernel.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info))
+            if self.server.sandboxed:
+                os.fchown(f.fileno(), self.server.child_uid, self.server.child_uid)
         self.pid = self.server.call(cmd="kernel", dir=self.job.inside, connection_file=f"{self.job.inside}/kernel.json")["pid"]
+        self._await_sockets(range(1, 6))
         self.connection_info = dict(info, ip=str(self.job.host / "k"))
+
+    def _await_sockets(self, ports, timeout: float = 30) -> None:
+        """Wait until the kernel has bound its sockets, and connect only to real sockets.
+
+        The job directory belongs to the sandbox: a symbolic link there would be followed by
+        root's connect(), so each path must be a socket (lstat) before the client is made.
+        """
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            path = self.job.host / f"k-{port}"
+            while True:
+                try:
+                    mode = os.lstat(path).st_mode
+                except FileNotFoundError:
+                    mode = None
+                if mode is not None:
+                    if not stat.S_ISSOCK(mode):
+                        raise RuntimeError("the kernel's connection files are not sockets")
+                    break
+                if time.monotonic() > deadline or not self.is_alive():
+                    raise RuntimeError("the kernel did not start")
+                time.sleep(0.005)
 
     def client(self) -> AsyncKernelClient:
         kc = AsyncKernelClient()
@@ -93,8 +116,7 @@ class SandboxedExecute(Execute):
         if cls.server is None:
             raise RuntimeError("SandboxedExecute needs a kernel server (run through python -m grading grade)")
         notebook = resources.get("nbgrader", {}).get("notebook", "notebook")
-        student = resources.get("nbgrader", {}).get("student", "student")
-        job = cls.server.new_job(f"{student}-{notebook}"[:40])
+        job = cls.server.new_job()
         manager = ServerKernelManager(cls.server, job)
         self._executed: set[int] = set()
         self._output_bytes: dict[int, int] = {}

@@ -7,12 +7,19 @@ Each grading worker owns one kernel server (``runtime/zygote.py``) running
   virtualenv and a *staged* copy of the course package (student checks, hidden checks and
   the runtime only: no catalogue, no pipeline, no source/, no gradebook), a private /tmp
   and one writable job directory; no network at all;
-* as a dedicated unprivileged user (uid 61000 + worker), with no capabilities and
-  ``no_new_privs``. bwrap is started by the grader (root), which lets it bind paths that
-  only root can traverse, then ``setpriv`` drops to that uid *before* any Python starts,
-  so the code inside is that uid for real (no user namespace mapping it back to root);
+* as a dedicated unprivileged user (uid 61000 + 2 * worker) that keeps only the setuid,
+  setgid and kill capabilities, under ``no_new_privs``. bwrap is started by the grader
+  (root), which lets it bind paths that only root can traverse, then ``setpriv`` drops to
+  that uid *before* any Python starts (no user namespace mapping it back to root);
+* while every kernel and verifier process it forks drops to a *second* uid (61001 + 2 *
+  worker) with no capability at all, so student code cannot signal, trace or stop the
+  server;
+* in a memory and pids cgroup (``cgroups.py``) that also counts memfd, tmpfs and /tmp pages,
+  with a size-limited tmpfs as /tmp and another as the job area, where root creates one
+  directory per notebook at an unguessable path (the area itself cannot be listed);
 * with limits on address space, processes, CPU time and file size per notebook (set by
-  the server on each child), and wall-clock limits enforced from outside.
+  the server on each child), and wall-clock limits enforced from outside. Every read from
+  the server has a deadline and a size cap; a server that does not answer a ping is replaced.
 
 Without bwrap, or without root, grading refuses to run unless ``--unsandboxed`` is given.
 """
@@ -21,8 +28,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,13 +42,29 @@ from pathlib import Path
 
 import grading
 
+from .cgroups import Cgroup
+
 PACKAGE_ROOT = Path(grading.__file__).resolve().parent.parent
 # The parts of the course package the sandbox may see.
 STAGED = ("__init__.py", "student", "instructor/__init__.py", "instructor/exercises", "instructor/runtime")
 BASE_UID = 61000
+# Where the staged package and the matplotlib cache appear inside the sandbox.
+COURSE_INSIDE = "/opt/course"
+MPL_INSIDE = "/opt/mplconfig"
 # Per-notebook limits read by the kernel server (see runtime/zygote.py for the defaults).
 LIMIT_VARIABLES = ("GRADING_MEMORY_MB", "GRADING_NPROC", "GRADING_CPU_SECONDS", "GRADING_FILE_MB",
                    "GRADING_EXERCISE_TIMEOUT")
+MEMORY_MB = int(os.environ.get("GRADING_MEMORY_MB", "2048"))
+NPROC = int(os.environ.get("GRADING_NPROC", "128"))
+JOB_DISK_MB = int(os.environ.get("GRADING_DISK_MB", "512"))
+TMP_MB = int(os.environ.get("GRADING_TMP_MB", "256"))
+# Room above the per-notebook address-space limit, so that plain allocations meet RLIMIT_AS (a clear
+# MemoryError) first and the cgroup stops what RLIMIT_AS cannot see (memfd, tmpfs).
+CGROUP_HEADROOM_MB = 256
+START_TIMEOUT = float(os.environ.get("GRADING_SERVER_START_TIMEOUT", "60"))
+PING_TIMEOUT = 5.0
+REPLY_LIMIT_BYTES = 16 * 2**20
+SERVER_CAPS = "+setuid,+setgid,+kill"
 
 
 class SandboxUnavailable(Exception):
@@ -75,9 +100,6 @@ def stage_package(dest: Path) -> Path:
         else:
             (target / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target / rel)
-    venv = Path(sys.prefix)
-    if venv.is_relative_to(PACKAGE_ROOT):
-        (dest / venv.relative_to(PACKAGE_ROOT)).mkdir(parents=True, exist_ok=True)  # mount point of the venv
     for path in [dest, *dest.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return dest
@@ -91,7 +113,8 @@ def _dirs_for(path: str) -> list[str]:
     return args
 
 
-def bwrap_command(uid: int, staged: Path, job_host: Path, mpl_host: Path, python: str) -> list[str]:
+def bwrap_command(server_uid: int, child_uid: int, staged: Path, job_host: Path, mpl_host: Path,
+                  python: str) -> list[str]:
     """The command line that starts the kernel server inside the sandbox."""
     prefix = os.path.realpath(sys.base_prefix)
     venv = sys.prefix
@@ -106,35 +129,41 @@ def bwrap_command(uid: int, staged: Path, job_host: Path, mpl_host: Path, python
             cmd += ["--ro-bind", f"/{name}", f"/{name}"]
     cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
             "--ro-bind-try", "/etc/localtime", "/etc/localtime",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    binds = sorted([(prefix, prefix), (venv, venv), (str(staged), str(PACKAGE_ROOT))], key=lambda b: len(b[1]))
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
+    binds = sorted({(prefix, prefix), (venv, venv), (str(staged), COURSE_INSIDE)}, key=lambda b: len(b[1]))
     bound: list[str] = []
     for src, dest in binds:
         inside_earlier = any(dest.startswith(b + "/") for b in bound)
         cmd += ([] if inside_earlier else _dirs_for(dest)) + ["--ro-bind", src, dest]
         bound.append(dest)
-    cmd += ["--bind", str(job_host), "/job", "--bind", str(mpl_host), "/tmp/mplconfig", "--chdir", "/job"]
+    cmd += ["--bind", str(job_host), "/job", "--bind", str(mpl_host), MPL_INSIDE, "--chdir", "/"]
     for key, value in sandbox_env(sandboxed=True).items():
         cmd += ["--setenv", key, value]
-    cmd += ["--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+    cmd += ["--setenv", "GRADING_CHILD_UID", str(child_uid)]
+    cmd += ["--", "setpriv", f"--reuid={server_uid}", f"--regid={server_uid}", "--clear-groups",
+            f"--inh-caps=-all,{SERVER_CAPS}", f"--ambient-caps=-all,{SERVER_CAPS}",
+            f"--bounding-set=-all,{SERVER_CAPS}", "--no-new-privs",
             python, "-m", "grading.instructor.runtime.zygote"]
     return cmd
 
 
-def sandbox_env(sandboxed: bool, mpl_dir: str = "/tmp/mplconfig") -> dict[str, str]:
+def sandbox_env(sandboxed: bool, mpl_dir: str = MPL_INSIDE) -> dict[str, str]:
+    """The environment of the kernel server (explicit: nothing else of the grader's leaks in)."""
     return {
         "PATH": f"{sys.prefix}/bin:/usr/bin:/bin",
-        "HOME": "/job" if sandboxed else tempfile.gettempdir(),
+        "HOME": "/tmp" if sandboxed else tempfile.gettempdir(),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "MPLCONFIGDIR": mpl_dir,
+        "TORCHINDUCTOR_CACHE_DIR": f"{mpl_dir}/torchinductor",  # the server's own, kept out of the shared /tmp
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "GRADING_SANDBOXED": "1" if sandboxed else "0",
         "LANG": "C.UTF-8",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        **({"PYTHONPATH": COURSE_INSIDE} if sandboxed else {}),
         **{k: v for k, v in os.environ.items() if k in LIMIT_VARIABLES},
     }
 
@@ -157,63 +186,127 @@ class Job:
 
 @dataclass
 class KernelServer:
-    """One warm kernel server, sandboxed or not; every call is one line of JSON each way."""
+    """One warm kernel server, sandboxed or not; every call is one line of JSON each way.
+
+    Every read has a deadline and a size cap. Before each job the server must answer a ping;
+    one that is dead, stopped or silent is replaced.
+    """
 
     index: int
     sandboxed: bool
     workdir: Path
     proc: subprocess.Popen | None = None
     uid: int = 0
-    _jobs: int = 0
+    child_uid: int = 0
     log_path: Path | None = None
+    cgroup: Cgroup | None = None
+    limits_note: str = ""
+    restarts: int = 0
     started: float = field(default_factory=time.monotonic)
+    _buffer: bytes = b""
+    _mpl_cache: Path | None = None
+    _staged: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def job_root(self) -> Path:
+        return self.workdir / "job"
+
     def start(self, mpl_cache: Path, staged: Path | None) -> "KernelServer":
+        """Start the server; a clear SandboxUnavailable (quoting its log) within START_TIMEOUT if it cannot."""
+        self._mpl_cache, self._staged = mpl_cache, staged
         self.workdir.mkdir(parents=True, exist_ok=True)
-        job_root = self.workdir / "job"
+        os.chmod(self.workdir, 0o755)
+        self._fresh_job_area()
         mpl = self.workdir / "mplconfig"
-        shutil.rmtree(job_root, ignore_errors=True)
         shutil.rmtree(mpl, ignore_errors=True)
-        job_root.mkdir()
         shutil.copytree(mpl_cache, mpl)
         self.log_path = self.workdir / "server.log"
+        self._buffer = b""
         if self.sandboxed:
-            self.uid = BASE_UID + self.index
-            for path in (job_root, mpl, *mpl.rglob("*")):
-                os.chown(path, self.uid, self.uid)
-            os.chmod(self.workdir, 0o755)
-            cmd = bwrap_command(self.uid, staged, job_root, mpl, sys.executable)
+            self.uid, self.child_uid = BASE_UID + 2 * self.index, BASE_UID + 2 * self.index + 1
+            for path in (mpl, *mpl.rglob("*")):
+                os.chown(path, self.uid, self.uid)  # the server may write it; its children may only read it
+            self.cgroup = Cgroup.create(f"{self.workdir.parent.name}-{self.workdir.name}")
+            self.limits_note = "" if self.cgroup else ("no writable cgroups here: memory is bounded by address "
+                                                       "space only (memfd and tmpfs pages are not counted)")
+            cmd = bwrap_command(self.uid, self.child_uid, staged, self.job_root, mpl, sys.executable)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             cmd = [sys.executable, "-m", "grading.instructor.runtime.zygote"]
-            env = dict(os.environ, **sandbox_env(False, str(mpl)), GRADING_SCRATCH=str(job_root))
+            env = dict(os.environ, **sandbox_env(False, str(mpl)), GRADING_SCRATCH=str(self.job_root))
+        group = self.cgroup
+
+        def enter() -> None:
+            os.umask(0o022)
+            if group is not None:
+                group.join()
+
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                         preexec_fn=lambda: os.umask(0o022))
-        reply = self._read(timeout=120)
+                                         preexec_fn=enter, start_new_session=True)
+        try:
+            reply = self._read(timeout=START_TIMEOUT)
+        except SandboxUnavailable as exc:
+            self.stop()
+            raise SandboxUnavailable(f"the kernel server did not start within {START_TIMEOUT:.0f} s ({exc}); "
+                                     f"its log says: {self.log_tail() or '(nothing)'}") from None
         if not reply.get("ready"):
-            raise SandboxUnavailable(f"the kernel server did not start: {self.log_path.read_text()[-2000:]}")
+            self.stop()
+            raise SandboxUnavailable(f"the kernel server did not start: {self.log_tail()}")
+        if self.cgroup is not None:
+            self.cgroup.limit(memory_bytes=self.cgroup.usage_bytes() + (MEMORY_MB + CGROUP_HEADROOM_MB) * 2**20,
+                              pids=NPROC + 16)
         return self
+
+    def _fresh_job_area(self) -> None:
+        """The job area: a size-limited tmpfs owned by root that nobody else can list or write."""
+        _unmount(self.job_root)
+        shutil.rmtree(self.job_root, ignore_errors=True)
+        self.job_root.mkdir()
+        if self.sandboxed:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={JOB_DISK_MB}m,mode=0711,nosuid,nodev",
+                            "tmpfs", str(self.job_root)], check=False, capture_output=True, timeout=30)
+        os.chmod(self.job_root, 0o711)
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start(self._mpl_cache, self._staged)
+
+    def healthy(self) -> bool:
+        """Alive and answering (a stopped or hung server fails the ping)."""
+        if not self.alive():
+            return False
+        try:
+            return bool(self.call(cmd="ping", reply_timeout=PING_TIMEOUT).get("pong"))
+        except SandboxUnavailable:
+            return False
 
     @property
     def job_root_inside(self) -> str:
-        return "/job" if self.sandboxed else str(self.workdir / "job")
+        return "/job" if self.sandboxed else str(self.job_root)
 
-    def new_job(self, name: str) -> Job:
-        """A fresh directory for one notebook, writable only by the sandbox user."""
-        self._jobs += 1
-        leaf = f"{self._jobs:05d}-{name}"
-        host = self.workdir / "job" / leaf
+    def new_job(self, name: str = "") -> Job:
+        """A fresh directory for one notebook at an unguessable path, writable only by the children's uid.
+
+        ``name`` is ignored: a predictable name is what let one student plant files for the next.
+        """
+        if not self.healthy():
+            self.restart()
+        leaf = secrets.token_hex(16)
+        host = self.job_root / leaf
         host.mkdir(mode=0o700)
         if self.sandboxed:
-            os.chown(host, self.uid, self.uid)
+            os.chown(host, self.child_uid, self.child_uid)
         return Job(host, f"{self.job_root_inside}/{leaf}")
 
     def finish_job(self, job: Job) -> None:
         """Kill whatever the notebook left running and delete its directory."""
         try:
             self.call(cmd="sweep", reply_timeout=30)
+        except SandboxUnavailable:
+            self.stop()  # replaced before the next job
         finally:
             shutil.rmtree(job.host, ignore_errors=True)
 
@@ -221,34 +314,96 @@ class KernelServer:
         with self._lock:
             if not self.alive():
                 raise SandboxUnavailable(f"the kernel server died: {self.log_tail()}")
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            try:
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError as exc:
+                raise SandboxUnavailable(f"the kernel server is gone ({exc})") from None
             return self._read(reply_timeout)
 
     def _read(self, timeout: float) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise SandboxUnavailable(f"the kernel server did not answer within {timeout} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SandboxUnavailable(f"the kernel server exited: {self.log_tail()}")
-        return json.loads(line)
+        """One reply line, within ``timeout`` seconds and REPLY_LIMIT_BYTES."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxUnavailable(f"the kernel server did not answer within {timeout:g} s")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            data = os.read(fd, 1 << 16)
+            if not data:
+                raise SandboxUnavailable(f"the kernel server exited: {self.log_tail()}")
+            self._buffer += data
+            if len(self._buffer) > REPLY_LIMIT_BYTES:
+                self._buffer = b""
+                raise SandboxUnavailable("the kernel server sent an oversized reply")
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise SandboxUnavailable("the kernel server sent an unreadable reply") from None
+        if not isinstance(reply, dict):
+            raise SandboxUnavailable("the kernel server sent an unreadable reply")
+        return reply
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-1500:] if self.log_path and self.log_path.exists() else ""
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return self.log_path.read_bytes()[-1500:].decode("utf-8", "replace").strip()
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.alive():
+        """Stop the server and everything it started; remove its cgroup and unmount its job area."""
+        if self.proc is not None:
+            if self.alive():
+                try:
+                    self.proc.stdin.write(b'{"cmd": "quit"}\n')
+                    self.proc.stdin.flush()
+                    self.proc.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
             try:
-                self.proc.stdin.write(b'{"cmd": "quit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            self.proc = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        _unmount(self.job_root)
+
+
+def _unmount(path: Path) -> None:
+    """Unmount ``path`` if something is mounted there (the job tmpfs)."""
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True, timeout=30)
+
+
+def cleanup_scratch(scratch: Path) -> None:
+    """After a run: unmount the job areas and remove the cgroups its workers left (killed workers included)."""
+    from .cgroups import PARENT, ROOT
+
+    prefix = str(scratch.resolve()) + "/"
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for point in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        _unmount(Path(point))
+    for hierarchy in (ROOT / "memory" / PARENT, ROOT / "pids" / PARENT, ROOT / PARENT):
+        if hierarchy.is_dir():
+            for group in hierarchy.glob(f"{scratch.name}-*"):
+                Cgroup(group, group, v2=False).remove()

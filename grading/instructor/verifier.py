@@ -16,7 +16,6 @@ import hmac
 import json
 import os
 import secrets
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,18 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from .exercises import EXERCISES, Exercise
+from .messages import clean_text
 from .sandbox import KernelServer
+from .settings import EXERCISE_TIMEOUT
 
 SECRET_FILE = ".grading_secret"
-RESULT_LIMIT_BYTES = 50 * 2**20
+RESULT_LIMIT_BYTES = 8 * 2**20
+MESSAGE_LIMIT = 300
+
+
+def safe_message(value, limit: int = MESSAGE_LIMIT) -> str:
+    """A verdict a student may read: bounded, valid UTF-8, no grader internals (see messages.py)."""
+    return clean_text(value, limit)
 
 
 @dataclass
@@ -40,18 +47,34 @@ class NotebookVerdicts:
 
 
 def course_secret(root: Path) -> bytes:
-    """The course's verifier secret (created on first use, readable by the instructor only)."""
+    """The course's verifier secret (created on first use, never readable by anyone but its owner)."""
     path = root / SECRET_FILE
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        return f.read(1024).strip().encode()
 
 
-def submission_seed(secret: bytes, assignment: str, student: str, notebook: str) -> int:
-    """Deterministic per submission (regrading gives the same score), unknowable without the secret."""
-    digest = hmac.new(secret, f"{assignment}/{student}/{notebook}".encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+def submission_seed(secret: bytes, assignment: str, student: str, notebook: str, content: str = "") -> int:
+    """Deterministic per submission (regrading gives the same score), unknowable without the secret.
+
+    ``content`` is the code being checked: inputs a student learnt for one version of their
+    code are of no use for another version (hard-coding the answers changes the code).
+    """
+    digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{assignment}/{student}/{notebook}/{digest}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hmac.new(secret, key, hashlib.sha256).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def checked_code(nb: NotebookNode) -> str:
+    """The solution cells the verifier runs, as one string (what the seed depends on)."""
+    return "\n".join(f"{gid}\n{src}" for gid, src in sorted(solution_sources(nb).items()))
 
 
 def exercises_of(assignment: str, notebook: str) -> list[Exercise]:
@@ -85,7 +108,7 @@ def solution_sources(nb: NotebookNode) -> dict[str, str]:
 
 
 def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: NotebookNode, seed: int,
-                    timeout_per_exercise: float = 60) -> NotebookVerdicts:
+                    timeout_per_exercise: float = EXERCISE_TIMEOUT + 5) -> NotebookVerdicts:
     """Verdicts for every test cell of the contract exercises in ``notebook``."""
     started = time.monotonic()
     result = NotebookVerdicts()
@@ -121,41 +144,74 @@ def _fail_all(result: NotebookVerdicts, exercise: Exercise, message: str) -> Non
 
 def _run_harness(server: KernelServer, notebook: str, to_run, sources: dict[str, str], imports: str,
                  timeout: float) -> dict:
-    job = server.new_job(f"verify-{notebook}"[:40])
+    """Run the solution cells under the harness; its answer comes back through a pipe the server holds."""
+    job = server.new_job()
     try:
         request = {
             "exercises": [{"grade_id": ex.grade_id, "source": sources[ex.grade_id], "preamble": imports or ex.preamble,
                            "cases": [dataclasses.asdict(c) for c in cases]} for ex, cases in to_run],
-            "result_path": f"{job.inside}/result.json",
         }
-        path = job.host / "request.json"
-        path.write_text(json.dumps(request))
-        if server.sandboxed:
-            os.chown(path, server.uid, server.uid)
-        path.chmod(0o600)
-        pid = server.call(cmd="harness", dir=job.inside, request=f"{job.inside}/request.json")["pid"]
+        pid = server.call(cmd="harness", dir=job.inside, request=request)["pid"]
         limit = timeout * len(to_run) + 5
-        waited = server.call(cmd="wait", pid=pid, timeout=limit, reply_timeout=limit + 10)
-        if not waited["exited"]:
-            server.call(cmd="signal", pid=pid, signal=int(signal.SIGKILL), group=True)
+        reply = server.call(cmd="collect", pid=pid, timeout=limit, limit=RESULT_LIMIT_BYTES, reply_timeout=limit + 15)
+        problem = reply.get("problem") if isinstance(reply, dict) else "no answer"
+        if problem == "timeout":
             return {ex.grade_id: {"error": "the check did not finish in time"} for ex, _ in to_run}
-        out = job.host / "result.json"
-        if not out.exists() or out.stat().st_size > RESULT_LIMIT_BYTES:
+        data = reply.get("data") if not problem else None
+        parsed = bounded_json(data) if isinstance(data, str) else None
+        if not isinstance(parsed, dict):
             return {ex.grade_id: {"error": "the check produced no usable result"} for ex, _ in to_run}
-        return json.loads(out.read_text())
+        return parsed
     finally:
         server.finish_job(job)
 
 
-def _judge(result: NotebookVerdicts, exercise: Exercise, cases, outcome: dict) -> None:
+def bounded_json(text: str, max_bytes: int = RESULT_LIMIT_BYTES, max_depth: int = 64):
+    """json.loads for hostile text: None when it is too large, too deep or not JSON."""
+    if len(text) > max_bytes:
+        return None
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                return None
+        elif char in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _judge(result: NotebookVerdicts, exercise: Exercise, cases, outcome) -> None:
+    """Verdicts for one exercise from what its harness returned (hostile data: every field checked)."""
+    if not isinstance(outcome, dict):
+        outcome = {"error": "the check produced no usable result"}
     if outcome.get("error"):
-        _fail_all(result, exercise, outcome["error"])
+        _fail_all(result, exercise, safe_message(outcome["error"]))
         return
     fused = outcome.get("fused_calls") or []
+    if not isinstance(fused, list):
+        fused = ["something the check could not read"]
     if fused:
-        _fail_all(result, exercise, f"{exercise.name} calls {', '.join(fused)}: {exercise.forbidden_reason or 'not allowed here.'}")
+        names = ", ".join(safe_message(f, 80) for f in fused[:5])
+        _fail_all(result, exercise, f"{exercise.name} calls {names}: {exercise.forbidden_reason or 'not allowed here.'}")
         return
     observed = outcome.get("observed") or []
+    if not isinstance(observed, list):
+        observed = []
     for tid in exercise.test_ids:
         result.verdicts.setdefault(tid, None)
     for index, case in enumerate(cases):
@@ -166,9 +222,10 @@ def _judge(result: NotebookVerdicts, exercise: Exercise, cases, outcome: dict) -
             continue
         item = observed[index]
         if not item.get("ok"):
-            result.verdicts[case.test_id] = str(item.get("error", "failed"))[:2000]
+            result.verdicts[case.test_id] = safe_message(item.get("error", "failed"))
             continue
         try:
-            result.verdicts[case.test_id] = exercise.judge(case, item.get("value"))
+            verdict = exercise.judge(case, item.get("value"))
         except Exception as exc:  # noqa: BLE001 - malformed data from the submission
-            result.verdicts[case.test_id] = f"{exercise.name} returned data the check could not read ({type(exc).__name__})"
+            verdict = f"{exercise.name} returned data the check could not read ({type(exc).__name__})"
+        result.verdicts[case.test_id] = None if verdict is None else safe_message(verdict, 1000)

@@ -3,10 +3,16 @@
 Runs in a process forked from the pristine kernel server, inside the sandbox. For each
 exercise it forks once more, so one cell's patches cannot touch another's check; the
 grandchild executes the solution cell's source, calls ``Exercise.probe`` on every case and
-sends plain data back through a pipe. The grader judges that data in its own process.
+sends plain data back through a pipe. The harness answers the kernel server through
+another pipe (file descriptor 3), which the grandchild does not hold. The grader judges
+that data in its own process.
 
-Torch's fused cells are wrapped before the cell runs, so a cell that reaches them under
-another name is caught calling them.
+From scratch: before the cell runs, torch's fused recurrent operators are replaced *in
+torch's dispatcher* by a recorder that refuses to compute. Every route to them (``torch.
+lstm_cell``, ``torch._VF``, ``nn.LSTMCell``, a reference saved earlier, ``torch.ops.aten``,
+``torch._C._jit_get_operation``) ends in the dispatcher, so the genuine kernel is out of the
+cell's reach. After the probes, the harness checks that the recorder is still registered
+(the registration can be destroyed from Python through ``gc``) and reports it if not.
 """
 
 from __future__ import annotations
@@ -25,38 +31,53 @@ from grading.instructor.exercises.base import Case, ProbeError
 # Genuine functions, captured before any student code runs in this process.
 _dumps, _loads, _write, _fork, _exit = json.dumps, json.loads, os.write, os.fork, os._exit
 
-FUSED = ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "lstm", "gru", "rnn_tanh", "rnn_relu")
-MODULES = ("RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU")
 EXERCISE_TIMEOUT = float(os.environ.get("GRADING_EXERCISE_TIMEOUT", "30"))
+# aten operators (with their overloads) that compute a recurrent cell or layer in one call.
+FUSED_OPS = ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "lstm.input", "lstm.data", "gru.input",
+             "gru.data", "rnn_tanh.input", "rnn_tanh.data", "rnn_relu.input", "rnn_relu.data")
+TRAP_KEY = "CompositeImplicitAutograd"
+REMOVED = "the from-scratch check was removed from torch's dispatcher"
 
 
-def install_traps(calls: list[str]) -> None:
-    """Wrap torch's fused RNN functions and modules so that any call is recorded."""
+class FusedCallRefused(RuntimeError):
+    """Raised in place of a fused recurrent operator while a solution cell is checked."""
 
-    def wrap(owner, name, label):
-        original = getattr(owner, name, None)
-        if original is None:
-            return
 
-        def trapped(*args, **kwargs):
+def install_traps(calls: list[str]) -> object:
+    """Replace torch's fused recurrent operators by a recorder; returns the registration (keep it alive)."""
+    library = torch.library.Library("aten", "IMPL")
+
+    def recorder(op: str):
+        label = f"torch.{op.split('.')[0]}"
+
+        def refuse(*args, **kwargs):
             calls.append(label)
-            return original(*args, **kwargs)
+            raise FusedCallRefused(f"{label} is not available while the solution is checked")
 
-        try:
-            setattr(owner, name, trapped)
-        except (AttributeError, TypeError):
-            pass
+        return refuse
 
-    for name in FUSED:
-        wrap(torch, name, f"torch.{name}")
-        wrap(torch._VF, name, f"torch._VF.{name}")
-        wrap(torch._C._VariableFunctions, name, f"torch._C._VariableFunctions.{name}")
-        try:
-            wrap(torch.ops.aten, name, f"torch.ops.aten.{name}")
-        except Exception:  # noqa: BLE001 - an op torch does not have
-            pass
-    for name in MODULES:
-        wrap(getattr(torch.nn, name), "forward", f"torch.nn.{name}.forward")
+    for op in FUSED_OPS:
+        library.impl(op, recorder(op), TRAP_KEY)
+    return library
+
+
+def _sentinel_args():
+    x, h = torch.zeros(1, 1), torch.zeros(1, 1)
+    return x, h, torch.zeros(4, 1), torch.zeros(4, 1)
+
+
+def traps_intact(op_lstm_cell, calls: list[str]) -> bool:
+    """Whether the recorder still answers for aten::lstm_cell (called through a handle taken before the cell ran)."""
+    before = len(calls)
+    x, h, w_ih, w_hh = _sentinel_args()
+    try:
+        op_lstm_cell(x, [h, h], w_ih, w_hh)
+    except FusedCallRefused:
+        del calls[before:]
+        return True
+    except BaseException:  # noqa: BLE001 - anything else means the recorder is not what answered
+        return False
+    return False
 
 
 class _Anything:
@@ -76,20 +97,20 @@ def run_exercise(spec: dict) -> dict:
     """Execute one solution cell and probe it; returns plain data."""
     exercise = EXERCISES[spec["grade_id"]]
     calls: list[str] = []
-    if exercise.forbidden_names:
-        install_traps(calls)
+    traps = install_traps(calls) if exercise.forbidden_names else None
+    op_lstm_cell = torch.ops.aten.lstm_cell.default
     namespace: dict = {"__name__": "__main__", "get_ipython": _Anything(), "display": lambda *a, **k: None}
     try:
         exec(compile(spec.get("preamble", exercise.preamble), "<setup>", "exec"), namespace)  # noqa: S102
     except Exception as exc:  # noqa: BLE001 - the notebook's own imports failed: report, don't crash
-        return {"error": f"the notebook's setup imports failed in the checker: {type(exc).__name__}: {exc}"}
+        return {"error": f"the notebook's setup imports failed in the checker ({_type_name(exc)})"}
     try:
         exec(compile(spec["source"], "<solution cell>", "exec"), namespace)  # noqa: S102
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included
-        return {"error": f"the solution cell raised {type(exc).__name__}: {exc}", "fused_calls": calls}
+        return _with_traps({"error": f"the solution cell raised {_type_name(exc)}"}, traps, op_lstm_cell, calls)
     obj = namespace.get(exercise.name)
     if obj is None:
-        return {"error": f"the solution cell does not define {exercise.name}", "fused_calls": calls}
+        return _with_traps({"error": f"the solution cell does not define {exercise.name}"}, traps, op_lstm_cell, calls)
     observed = []
     for raw in spec["cases"]:
         case = Case(**raw)
@@ -100,8 +121,23 @@ def run_exercise(spec: dict) -> dict:
         except NotImplementedError:
             observed.append({"ok": False, "error": f"{exercise.name} is not implemented yet."})
         except BaseException as exc:  # noqa: BLE001
-            observed.append({"ok": False, "error": f"{exercise.name} raised {type(exc).__name__}: {exc}"})
-    return {"observed": observed, "fused_calls": sorted(set(calls))}
+            observed.append({"ok": False, "error": f"{exercise.name} raised {_type_name(exc)}"})
+    return _with_traps({"observed": observed}, traps, op_lstm_cell, calls)
+
+
+def _type_name(exc: BaseException) -> str:
+    """Only the exception's type: its text is the student's to choose, and feedback shows no raw text."""
+    name = type(exc).__name__
+    return name if isinstance(name, str) and name.isidentifier() and len(name) <= 60 else "an exception"
+
+
+def _with_traps(outcome: dict, traps, op_lstm_cell, calls: list[str]) -> dict:
+    """Add what the traps recorded, and whether they survived the cell."""
+    fused = sorted(set(calls))
+    if traps is not None and not traps_intact(op_lstm_cell, calls):
+        fused.append(REMOVED)
+    outcome["fused_calls"] = fused
+    return outcome
 
 
 def _collect(read_fd: int, pid: int, timeout: float) -> dict:
@@ -148,22 +184,20 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def serve(request_path: str) -> None:
-    """Run every exercise of the request, each in its own fork; write the results file."""
-    with open(request_path) as f:
-        request = json.load(f)
-    os.unlink(request_path)
+def serve(request: dict, out_fd: int) -> None:
+    """Run every exercise of the request, each in its own fork; write the results to ``out_fd``."""
     results = {}
     for spec in request["exercises"]:
         read_fd, write_fd = os.pipe()
         pid = _fork()
         if pid == 0:
             os.close(read_fd)
+            os.close(out_fd)
             os.setpgid(0, 0)
             try:
                 payload = _dumps(run_exercise(spec)).encode()
             except BaseException as exc:  # noqa: BLE001
-                payload = _dumps({"error": f"the check could not run: {type(exc).__name__}: {exc}"}).encode()
+                payload = _dumps({"error": f"the check could not run ({_type_name(exc)})"}).encode()
             view = memoryview(payload)
             while view:
                 view = view[_write(write_fd, view):]
@@ -173,7 +207,7 @@ def serve(request_path: str) -> None:
         results[spec["grade_id"]] = _collect(read_fd, pid, EXERCISE_TIMEOUT)
         results[spec["grade_id"]]["seconds"] = round(time.monotonic() - started, 3)
         os.close(read_fd)
-    tmp = request["result_path"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f)
-    os.replace(tmp, request["result_path"])
+    view = memoryview(_dumps(results).encode())
+    while view:
+        view = view[_write(out_fd, view):]
+    os.close(out_fd)

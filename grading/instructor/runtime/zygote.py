@@ -6,17 +6,27 @@ process that no other student's code ran in: children are forked from this prist
 which never runs student code, and between notebooks it kills every process left in its
 sandbox and wipes the scratch space.
 
+In the sandbox this server runs as its own uid with three capabilities (setuid, setgid,
+kill) and nothing else. Each child drops, before any student code exists, to a *second*
+uid with no capability at all: student code cannot signal, trace or stop the server, whose
+uid differs from its own, while the server can still kill whatever the child leaves behind.
+
 Protocol: one JSON object per line on stdin, one JSON reply per line on stdout.
 
+    {"cmd": "ping"}                                     -> {"pong": true}
     {"cmd": "kernel", "dir": D, "connection_file": F}  -> {"pid": P}
-    {"cmd": "harness", "dir": D, "request": R}         -> {"pid": P}
+    {"cmd": "harness", "dir": D, "request": {...}}     -> {"pid": P}
+    {"cmd": "collect", "pid": P, "timeout": S, "limit": N}
+                                -> {"exited": bool, "data": str|None, "problem": str|None}
     {"cmd": "wait", "pid": P, "timeout": S}            -> {"exited": bool, "status": int|None}
     {"cmd": "alive", "pid": P}                          -> {"alive": bool}
     {"cmd": "signal", "pid": P, "signal": N}           -> {"ok": bool}
     {"cmd": "sweep"}                                    -> {"killed": N}
     {"cmd": "quit"}
 
-Limits (address space, processes, CPU seconds, file size) apply to every child.
+The harness answers through a pipe that this server holds (never a file in the job
+directory, which the student's code could replace). Limits (address space, processes, CPU
+seconds, file size) apply to every child.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import ctypes
 import json
 import os
 import resource
-import shutil
+import select
 import signal
 import sys
 import time
@@ -37,6 +47,9 @@ LIMITS = {
     "file_mb": int(os.environ.get("GRADING_FILE_MB", "64")),
 }
 SCRATCH = os.environ.get("GRADING_SCRATCH", "/tmp")
+# The uid every child drops to (sandbox only); the server's own uid is another one.
+CHILD_UID = int(os.environ.get("GRADING_CHILD_UID", "0") or 0)
+RESULT_FD = 3
 
 
 def preload() -> None:
@@ -88,13 +101,47 @@ def _vm_bytes() -> int:
     return 0
 
 
-def _enter_child(job_dir: str) -> None:
-    """In a freshly forked child: new session, quiet std streams, limits, own directory."""
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_to_child_uid() -> None:
+    """Become the unprivileged child uid and give up every capability (sandbox only)."""
+    if not CHILD_UID:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: own /proc files again, for the next line only
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # under the memory cgroup's limit, student processes go first, never the server
+    except OSError:
+        pass
+    os.setgroups([])
+    os.setresgid(CHILD_UID, CHILD_UID, CHILD_UID)
+    os.setresuid(CHILD_UID, CHILD_UID, CHILD_UID)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capset(ctypes.byref(header), (_CapData * 2)()) != 0:
+        os._exit(70)
+    if os.getuid() != CHILD_UID or os.geteuid() != CHILD_UID:
+        os._exit(70)
+
+
+def _enter_child(job_dir: str, keep_fd: int | None = None) -> None:
+    """In a freshly forked child: new session, own uid, quiet std streams, limits, own directory."""
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(3, 4096)
+    if keep_fd is not None:
+        os.dup2(keep_fd, RESULT_FD)
+        os.closerange(RESULT_FD + 1, 65536)
+    else:
+        os.closerange(3, 65536)
+    _drop_to_child_uid()
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the child
     sys.stdout = sys.__stdout__ = open(os.devnull, "w")  # noqa: SIM115
     sys.stderr = sys.__stderr__ = open(os.devnull, "w")  # noqa: SIM115
@@ -128,11 +175,11 @@ def _run_kernel(job_dir: str, connection_file: str) -> None:
     app.start()
 
 
-def _run_harness(job_dir: str, request: str) -> None:
-    _enter_child(job_dir)
+def _run_harness(job_dir: str, request: dict, write_fd: int) -> None:
+    _enter_child(job_dir, keep_fd=write_fd)
     from grading.instructor.runtime.harness import serve
 
-    serve(request)
+    serve(request, RESULT_FD)
 
 
 SANDBOXED = os.environ.get("GRADING_SANDBOXED") == "1"
@@ -171,13 +218,44 @@ def _sweep(own: int) -> int:
         if not found:
             break
         time.sleep(0.01)
-    if SCRATCH and os.path.isdir(SCRATCH):
-        for name in os.listdir(SCRATCH):
-            if name == "mplconfig":
-                continue
-            path = os.path.join(SCRATCH, name)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) and not os.path.islink(path) else _unlink(path)
+    _wipe_scratch()
     return killed
+
+
+def _wipe_scratch() -> None:
+    """Empty the shared scratch space (/tmp in the sandbox) as the uid that wrote it."""
+    if not SCRATCH or not os.path.isdir(SCRATCH):
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            _drop_to_child_uid()
+            for name in os.listdir(SCRATCH):
+                _remove_tree(os.path.join(SCRATCH, name))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _remove_tree(path: str) -> None:
+    """rmtree that also gets through directories their owner made unreadable."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            for name in os.listdir(path):
+                _remove_tree(os.path.join(path, name))
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _unlink(path: str) -> None:
@@ -212,6 +290,118 @@ def _alive(pid: int) -> bool:
         return False
 
 
+HARNESS_PIPES: dict[int, int] = {}
+
+
+def _collect(pid: int, timeout: float, limit: int) -> dict:
+    """Read a harness child's answer from its pipe, with a deadline and a size cap."""
+    fd = HARNESS_PIPES.pop(pid, None)
+    if fd is None:
+        return {"exited": True, "data": None, "problem": "no such check"}
+    chunks, size, problem = [], 0, None
+    deadline = time.monotonic() + timeout
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                problem = "timeout"
+                break
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.2))
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            size += len(data)
+            if size > limit:
+                problem = "too large"
+                break
+            chunks.append(data)
+    finally:
+        os.close(fd)
+    if problem:
+        _kill_group(pid)
+    exited = _wait(pid, 0 if problem else max(0.0, deadline - time.monotonic()))
+    if not exited:
+        _kill_group(pid)
+        _wait(pid, 5)
+        problem = problem or "timeout"
+    data = b"".join(chunks).decode("utf-8", "replace") if not problem else None
+    return {"exited": True, "data": data, "problem": problem}
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return not _alive(pid)
+
+
+def _fork_child(request: dict) -> int:
+    """A fresh kernel or harness process, forked from this pristine server."""
+    read_fd = write_fd = None
+    if request["cmd"] == "harness":
+        read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if request["cmd"] == "kernel":
+                _run_kernel(request["dir"], request["connection_file"])
+            else:
+                os.close(read_fd)
+                _run_harness(request["dir"], request["request"], write_fd)
+        finally:
+            os._exit(0)
+    CHILDREN.add(pid)
+    if write_fd is not None:
+        os.close(write_fd)
+        HARNESS_PIPES[pid] = read_fd
+    return pid
+
+
+def _answer(request: dict) -> dict | None:
+    cmd = request.get("cmd")
+    if cmd == "ping":
+        return {"pong": True}
+    if cmd in ("kernel", "harness"):
+        return {"pid": _fork_child(request)}
+    if cmd == "collect":
+        return _collect(int(request["pid"]), float(request.get("timeout", 30)), int(request.get("limit", 1 << 20)))
+    if cmd == "wait":
+        exited = _wait(request["pid"], float(request.get("timeout", 0)))
+        return {"exited": exited, "status": EXITED.get(request["pid"]) if exited else None}
+    if cmd == "alive":
+        return {"alive": _alive(request["pid"])}
+    if cmd == "signal":
+        try:
+            (os.killpg if request.get("group") else os.kill)(request["pid"], request["signal"])
+            return {"ok": True}
+        except (ProcessLookupError, PermissionError):
+            return {"ok": False}
+    if cmd == "sweep":
+        for fd in HARNESS_PIPES.values():
+            os.close(fd)
+        HARNESS_PIPES.clear()
+        killed = _sweep(os.getpid())
+        EXITED.clear()
+        return {"killed": killed}
+    if cmd == "quit":
+        return None
+    return {"error": f"unknown command {cmd!r}"}
+
+
 def serve() -> None:
     """Answer commands until stdin closes."""
     preload()
@@ -219,44 +409,12 @@ def serve() -> None:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    sys.stdout = open(os.devnull, "w")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the server
     out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
-        request = json.loads(line)
-        cmd = request["cmd"]
-        if cmd in ("kernel", "harness"):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    if cmd == "kernel":
-                        _run_kernel(request["dir"], request["connection_file"])
-                    else:
-                        _run_harness(request["dir"], request["request"])
-                finally:
-                    os._exit(0)
-            CHILDREN.add(pid)
-            reply = {"pid": pid}
-        elif cmd == "wait":
-            deadline = time.monotonic() + float(request.get("timeout", 0))
-            while _alive(request["pid"]) and time.monotonic() < deadline:
-                time.sleep(0.005)
-            exited = not _alive(request["pid"])
-            reply = {"exited": exited, "status": EXITED.get(request["pid"]) if exited else None}
-        elif cmd == "alive":
-            reply = {"alive": _alive(request["pid"])}
-        elif cmd == "signal":
-            try:
-                (os.killpg if request.get("group") else os.kill)(request["pid"], request["signal"])
-                reply = {"ok": True}
-            except (ProcessLookupError, PermissionError):
-                reply = {"ok": False}
-        elif cmd == "sweep":
-            reply = {"killed": _sweep(os.getpid())}
-            EXITED.clear()
-        elif cmd == "quit":
+        reply = _answer(json.loads(line))
+        if reply is None:
             break
-        else:
-            reply = {"error": f"unknown command {cmd!r}"}
         out.write(json.dumps(reply) + "\n")
 
 

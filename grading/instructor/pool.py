@@ -1,0 +1,182 @@
+"""A pool of worker processes in which no wait is without a deadline.
+
+``multiprocessing.Pool`` waits forever for a worker that died, and re-runs a failing
+initializer forever. Here each worker takes one task at a time over its own pipe; the
+parent waits on every pipe and every worker's exit at once, with a deadline per task:
+
+* a worker that dies (OOM-killed, crashed) is replaced, and its task is tried again once
+  on the new worker; a second death makes it a failed task;
+* a task past its deadline gets its worker killed (with everything it started) and replaced,
+  and is a failed task;
+* a worker that cannot initialise stops the run with the reason (``PoolStartError``).
+
+Failed tasks are returned as ``TaskFailure`` so the caller can record them and go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterator
+
+INIT_TIMEOUT = 120.0
+
+
+class PoolStartError(Exception):
+    """A worker could not initialise; the message says why."""
+
+
+@dataclass
+class TaskFailure:
+    """A task that did not return: its worker died twice, or ran past the deadline."""
+
+    task: Any
+    reason: str
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: Any
+    conn: Connection
+    task: Any = None
+    deadline: float = 0.0
+    attempts: int = 0
+
+
+def _worker_main(conn: Connection, index: int, init: Callable[[int], None], run: Callable[[Any], Any],
+                 shutdown: Callable[[], None] | None) -> None:
+    os.setsid()  # killing the worker's group also kills whatever it started (its kernel server)
+    try:
+        try:
+            init(index)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which stops the run
+            conn.send(("init-failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            return
+        conn.send(("ready", None, None))
+        while True:
+            try:
+                task = conn.recv()
+            except EOFError:
+                return
+            if task is None:
+                return
+            conn.send(("done", run(task), None))
+    finally:
+        if shutdown is not None:
+            shutdown()
+
+
+class WorkerPool:
+    """``jobs`` processes, each set up by ``init(index)`` and running ``run(task)`` one task at a time."""
+
+    def __init__(self, jobs: int, init: Callable[[int], None], run: Callable[[Any], Any],
+                 deadline: Callable[[Any], float], retries: int = 1, shutdown: Callable[[], None] | None = None):
+        self.jobs, self.init, self.run, self.deadline, self.retries = jobs, init, run, deadline, retries
+        self.shutdown = shutdown
+        self.ctx = multiprocessing.get_context("fork")
+        self.workers: list[_Worker] = []
+        self.replaced = 0
+
+    def _spawn(self, index: int) -> _Worker:
+        parent, child = self.ctx.Pipe()
+        process = self.ctx.Process(target=_worker_main, args=(child, index, self.init, self.run, self.shutdown), daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(index, process, parent)
+        if not parent.poll(INIT_TIMEOUT):
+            self._kill(worker)
+            raise PoolStartError(f"worker {index} did not start within {INIT_TIMEOUT:.0f} s")
+        try:
+            kind, message, _ = parent.recv()
+        except EOFError:
+            self._kill(worker)
+            raise PoolStartError(f"worker {index} died while starting (exit code {process.exitcode})") from None
+        if kind != "ready":
+            self._kill(worker)
+            raise PoolStartError(message)
+        return worker
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(worker.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        worker.process.join(10)
+        worker.conn.close()
+
+    def map(self, tasks: list) -> Iterator[Any]:
+        """Yield one result (or TaskFailure) per task, in completion order."""
+        queue = deque((task, 0) for task in tasks)
+        try:
+            self.workers = [self._spawn(i) for i in range(min(self.jobs, len(tasks)) or 1)]
+            pending = len(tasks)
+            while pending:
+                for worker in self.workers:
+                    if worker.task is None and queue:
+                        worker.task, worker.attempts = queue.popleft()
+                        worker.deadline = time.monotonic() + self.deadline(worker.task)
+                        worker.conn.send(worker.task)
+                busy = [w for w in self.workers if w.task is not None]
+                timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+                for worker in list(busy):
+                    outcome = self._check(worker, ready)
+                    if outcome is None:
+                        continue
+                    kind, value = outcome
+                    if kind == "retry":
+                        queue.appendleft((worker.task, worker.attempts + 1))
+                    else:
+                        pending -= 1
+                        yield value
+                    worker.task = None
+        finally:
+            self.close()
+
+    def _check(self, worker: _Worker, ready: list) -> tuple[str, Any] | None:
+        """What became of the worker's task: None (still running), a result, a retry or a failure."""
+        if worker.conn in ready:
+            try:
+                kind, value, _ = worker.conn.recv()
+                if kind == "done":
+                    return "done", value
+            except (EOFError, OSError):
+                pass
+        if worker.conn in ready or worker.process.sentinel in ready:
+            code = worker.process.exitcode
+            self._replace(worker)
+            if worker.attempts < self.retries:
+                return "retry", None
+            return "failed", TaskFailure(worker.task, f"the grading worker died twice (exit code {code})")
+        if time.monotonic() >= worker.deadline:
+            limit = self.deadline(worker.task)
+            self._replace(worker)
+            return "failed", TaskFailure(worker.task, f"grading took longer than its budget of {limit:.0f} s")
+        return None
+
+    def _replace(self, worker: _Worker) -> None:
+        self._kill(worker)
+        fresh = self._spawn(worker.index)
+        worker.process, worker.conn = fresh.process, fresh.conn
+        self.replaced += 1
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for worker in self.workers:
+            worker.process.join(30)
+            if worker.process.is_alive():
+                self._kill(worker)
+        self.workers = []

@@ -1,0 +1,61 @@
+"""What the grader records about one submission, shared by the workers, the pool and the reports."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GRADING_ERROR = "grading error — regrade"
+
+
+@dataclass
+class SubmissionResult:
+    """Everything the reports need about one (student, assignment)."""
+
+    student: str
+    assignment: str
+    notebooks: dict = field(default_factory=dict)  # name -> {score, max_score, cells, flags, anomalies, incident}
+    error: str | None = None
+    seconds: dict = field(default_factory=dict)  # autograde / verify / feedback / total
+    worker: int = 0
+    grading_error: str | None = None  # a grader-side failure: the cells were set to 0, or the earlier grade kept
+    kept_previous: bool = False  # the failed attempt left the earlier verified grade in place
+
+    @property
+    def score(self) -> float:
+        return sum(n["score"] for n in self.notebooks.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(n["max_score"] for n in self.notebooks.values())
+
+
+def results_path(root: Path, assignment: str, student: str) -> Path:
+    """Where the grader keeps its verdicts for one submission."""
+    return Path(root) / "reports" / "results" / assignment / f"{student}.json"
+
+
+def write_result(root: Path, result: SubmissionResult) -> Path:
+    """Write the results file atomically (a crash never leaves half a file)."""
+    path = results_path(root, result.assignment, result.student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1, ensure_ascii=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(root: Path, assignment: str, student: str) -> dict | None:
+    """The results file of a submission, or None when there is none or it cannot be read."""
+    try:
+        data = json.loads(results_path(root, assignment, student).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_verified(data: dict | None) -> bool:
+    """Whether a results file holds a grade the verifier decided (kept grades included)."""
+    return bool(data) and (not data.get("grading_error") or bool(data.get("kept_previous")))

@@ -1,0 +1,153 @@
+"""Fail closed: a score counts only once the verifier's verdict is committed.
+
+Grader-side failures are injected into real grading runs (real nbgrader, real sandbox, real
+worker processes; the fault is patched into the grader before its workers fork): a crash
+between nbgrader's save and the verdict, a worker that dies, a submission over its budget,
+a kernel server that cannot start or is stopped, a gradebook held locked.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import gradebook_scores, grading, new_course, source_nb, submit, with_solution
+from grading.instructor import autograde, sandbox
+from grading.instructor.autograde import GradeOptions, grade
+
+A, NB = "rnn_basics", "rnn_cell"
+REF = source_nb(A, NB)
+FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}
+ALL_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 0.0}
+CHEAT = 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])'
+BLANK_CHEAT = with_solution(with_solution(REF, "rnn_cell_step", "def rnn_cell_step(*args):\n    raise NotImplementedError()\n"
+                                          + CHEAT), "run_cell", "def run_cell(*args):\n    raise NotImplementedError()\n")
+OPTIONS = GradeOptions(jobs=1, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = new_course(tmp_path_factory.mktemp("failclosed"), [A])
+    submit(root, "cheater", A, {NB: BLANK_CHEAT})
+    submit(root, "honest", A, {NB: REF})
+    return root
+
+
+def _feedback(root, student):
+    return {p.name: p.read_bytes() for p in (root / "feedback" / student / A).glob("*.html")}
+
+
+def _crash(*args, **kwargs):
+    raise RuntimeError("injected failure between nbgrader's save and the verdict")
+
+
+def test_a_crash_before_the_verdict_leaves_zeros_on_a_first_grading(course, monkeypatch):
+    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+    results = {r.student: r for r in grade(course, A, options=OPTIONS)}
+    assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": ALL_ZERO}
+    for result in results.values():
+        assert "grading error — regrade" in result.grading_error and not result.kept_previous
+    assert not _feedback(course, "cheater") and not _feedback(course, "honest")
+
+
+def test_a_clean_regrade_then_gives_the_verified_grades(course):
+    grade(course, A, options=OPTIONS)
+    assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
+    assert _feedback(course, "honest")
+
+
+def test_a_failed_regrade_keeps_the_earlier_verified_grade_and_its_feedback(course, monkeypatch):
+    before = _feedback(course, "honest")
+    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+    results = {r.student: r for r in grade(course, A, options=OPTIONS)}
+    assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
+    assert results["honest"].kept_previous and "grading error" in results["honest"].grading_error
+    assert _feedback(course, "honest") == before
+    record = json.loads((course / "reports" / "results" / A / "honest.json").read_text())
+    assert record["kept_previous"] and record["notebooks"][NB]["score"] == 4
+
+
+def test_a_dead_worker_is_replaced_and_the_class_goes_on(course, monkeypatch):
+    real = autograde._grade_one
+
+    def die_on_honest(w, result):
+        if result.student == "honest":
+            os._exit(9)
+        return real(w, result)
+
+    monkeypatch.setattr(autograde, "_grade_one", die_on_honest)
+    results = {r.student: r for r in grade(course, A, options=OPTIONS)}
+    assert "died twice" in results["honest"].grading_error and results["honest"].kept_previous
+    assert results["cheater"].grading_error is None
+    assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
+
+
+def test_a_submission_over_its_budget_is_a_grading_error_with_its_own_exit_status(course):
+    out = grading("grade", A, "--jobs", "1", root=course, check=False, env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+    assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "longer than its budget" in out.stdout and "exit status 3" in out.stdout
+    assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
+    rows = (course / "reports" / "grades.csv").read_text().splitlines()
+    assert "grading_error" in rows[0] and all(A in row for row in rows[1:])
+    assert "Grading errors" in (course / "reports" / "report.html").read_text()
+
+
+def test_a_server_that_cannot_start_is_a_clear_error_within_a_minute(course, monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_command",
+                        lambda *a: ["sh", "-c", "echo grading-is-not-importable-here >&2; exit 1"])
+    started = time.monotonic()
+    with pytest.raises(sandbox.SandboxUnavailable, match="grading-is-not-importable-here"):
+        grade(course, A, ["honest"], options=OPTIONS)
+    assert time.monotonic() - started < 60
+
+
+def test_a_stopped_server_is_replaced_before_the_next_notebook(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(scratch, 0o755)
+    sandbox.build_mpl_cache(scratch / "mpl")
+    server = sandbox.KernelServer(0, True, scratch / "w0")
+    server.start(scratch / "mpl", sandbox.stage_package(scratch / "package"))
+    try:
+        pids = [int(p) for p in (server.cgroup.memory / "cgroup.procs").read_text().split()]
+        commands = {p: Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0") for p in pids}
+        zygote = [p for p, argv in commands.items() if b"zygote" in argv[-2] and b"bwrap" not in argv[0]]
+        assert zygote
+        os.kill(zygote[0], signal.SIGSTOP)
+        job = server.new_job()
+        assert server.restarts == 1 and server.healthy()
+        server.finish_job(job)
+    finally:
+        server.stop()
+        sandbox.cleanup_scratch(scratch)
+
+
+def test_a_locked_gradebook_is_waited_for(course):
+    db = sqlite3.connect(course / "gradebook.db", timeout=0, check_same_thread=False)
+    db.execute("begin exclusive")
+    released = threading.Timer(8, db.rollback)
+    released.start()
+    try:
+        results = grade(course, A, ["honest"], options=OPTIONS)
+    finally:
+        released.join()
+        db.close()
+    assert results[0].grading_error is None
+    assert gradebook_scores(course, A, NB)["honest"] == FULL
+
+
+def test_the_secret_is_never_readable_by_others(tmp_path):
+    from grading.instructor.verifier import course_secret
+
+    old = os.umask(0)
+    try:
+        course_secret(tmp_path)
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".grading_secret").stat().st_mode & 0o777 == 0o600

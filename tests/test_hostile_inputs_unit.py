@@ -16,7 +16,6 @@ import signal
 import socket
 import sqlite3
 import stat
-import time
 from pathlib import Path
 
 import nbformat
@@ -261,10 +260,9 @@ def test_too_many_cells(tmp_path):
 def test_deep_nesting_is_ungradable_and_never_raises(tmp_path, text):
     path = tmp_path / "deep.ipynb"
     path.write_text(text)
-    started = time.monotonic()
-    nb, problem = submissions.read_notebook(path)
+    with deadline(60):  # a hang guard, not a timing assert: recursion or backtracking would run for minutes
+        nb, problem = submissions.read_notebook(path)
     assert nb is None and problem.startswith("deep.ipynb") and "nested too deeply" in problem
-    assert time.monotonic() - started < 2
 
 
 @pytest.mark.parametrize("text", [
@@ -276,11 +274,9 @@ def test_deep_nesting_is_ungradable_and_never_raises(tmp_path, text):
 def test_pathological_json_text_is_read_in_linear_time(tmp_path, text):
     path = tmp_path / "slow.ipynb"
     path.write_text(text)
-    started = time.monotonic()
-    with deadline(20):
+    with deadline(60):
         nb, problem = submissions.read_notebook(path)
     assert nb is None and problem.startswith("slow.ipynb is not valid JSON")
-    assert time.monotonic() - started < 5
 
 
 def test_notebooks_of_one_submission_share_a_byte_budget(course, monkeypatch):
@@ -372,17 +368,16 @@ def test_huge_cell_is_not_scanned():
 
 
 def test_many_cells_are_scanned_up_to_a_total():
-    started = time.monotonic()
-    findings = tamper.scan_cells(["import torch\nh = torch.tanh(x @ w + b)\n" * 50] * 2000 + ["import gc"], set())
-    assert findings == [tamper.TOO_MUCH] and time.monotonic() - started < 5
+    with deadline(60):
+        findings = tamper.scan_cells(["import torch\nh = torch.tanh(x @ w + b)\n" * 50] * 2000 + ["import gc"], set())
+    assert findings == [tamper.TOO_MUCH]
     assert tamper.scan_cells(["import gc"] + ["#" * 150_000] * 10, set()) == [tamper.TOO_MUCH, "imports gc"]
 
 
 def test_long_but_parseable_chains_are_scanned_in_linear_time():
     sources = ["x = torch" + ".b" * 500, "y = f" + "()" * 500, "z = torch._C" + ".b" * 500 + "()" * 50] * 20
-    started = time.monotonic()
-    assert tamper.scan_cells(sources, set()) == [DISPATCHER]
-    assert time.monotonic() - started < 2
+    with deadline(60):
+        assert tamper.scan_cells(sources, set()) == [DISPATCHER]
 
 
 @pytest.mark.parametrize("source", [

@@ -60,7 +60,8 @@ print("PLANT", json.dumps(seen))
 """
 OBSERVE = """
 import json, os
-seen = {"tmp": sorted(os.listdir('/tmp')), "cwd": sorted(os.listdir('.')),
+seen = {"tmp": sorted(n for n in os.listdir('/tmp') if os.lstat('/tmp/' + n).st_uid == os.getuid()),
+        "cwd": sorted(os.listdir('.')),
         "mpl_planted": os.path.exists(os.path.join(os.environ['MPLCONFIGDIR'], 'planted'))}
 try:
     seen["job"] = os.listdir('/job')

@@ -28,15 +28,14 @@ CHEATS = {
     "prerun_hook_leak": ("import base64\nget_ipython().events.register('pre_run_cell', lambda info: "
                          "print('LEAK', info.raw_cell, base64.b64encode(info.raw_cell.encode()).decode()))"),
 }
-# (assignment, notebook, solution grade_id, test cell that decides it, visible check name, hijack)
-TARGETS = [("rnn_basics", "rnn_cell", "rnn_cell_step", "test_rnn_cell_step", "check_rnn_cell_step",
-            "torch.nn.RNNCell.forward = lambda self, x, h=None: rnn_cell_step(x, h, self.weight_ih, self.weight_hh, "
-            "self.bias_ih, self.bias_hh)")]
-if "lstm_cell" in EXERCISES:
-    TARGETS.append(("lstm_gru", "lstm", "lstm_cell", None, None,
-                    "torch.nn.LSTMCell = LSTMCellScratch\nnn.LSTMCell = LSTMCellScratch"))
-if "gru_cell" in EXERCISES:
-    TARGETS.append(("lstm_gru", "gru", "gru_cell", None, None, "torch.nn.GRUCell = GRUCellScratch\nnn.GRUCell = GRUCellScratch"))
+# solution grade_id -> (visible check to silence, or None, hijack); assignment and notebook are the exercise's.
+TARGETS = {
+    "rnn_cell_step": ("check_rnn_cell_step",
+                      "torch.nn.RNNCell.forward = lambda self, x, h=None: rnn_cell_step(x, h, self.weight_ih, "
+                      "self.weight_hh, self.bias_ih, self.bias_hh)"),
+    "lstm_cell": (None, "torch.nn.LSTMCell = LSTMCellScratch\nnn.LSTMCell = LSTMCellScratch"),
+    "gru_cell": (None, "torch.nn.GRUCell = GRUCellScratch\nnn.GRUCell = GRUCellScratch"),
+}
 
 
 def _answers(grade_id):
@@ -48,13 +47,14 @@ def _answers(grade_id):
 def build_class():
     """student -> (assignment, notebook, grade_id, the test cells the answer fails, solution cell source)."""
     plan = {}
-    for assignment, notebook, grade_id, _, visible, hijack in TARGETS:
+    for grade_id, (visible, hijack) in TARGETS.items():
+        exercise = EXERCISES[grade_id]
         correct, wrong = _answers(grade_id)
         cheats = dict(CHEATS, hijacked_reference=hijack)
         for cheat, code in cheats.items():
             code = code.replace("{visible_check}", visible or "check_close")
             for label, answer in (("correct", correct), ("wrong", wrong)):
-                plan[f"{grade_id}-{cheat}-{label}"] = (assignment, notebook, grade_id, answer.fails,
+                plan[f"{grade_id}-{cheat}-{label}"] = (exercise.assignment, exercise.notebook, grade_id, answer.fails,
                                                        answer.source + "\n\n" + code + "\n")
     return plan
 

@@ -25,6 +25,7 @@ import nbformat
 import pytest
 import torch
 
+from grading.instructor.exercises import EXERCISES
 from grading.student import widgets as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,8 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 SANITIZE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
 IDS = [nb.stem for nb in NOTEBOOKS]
 
-# Names defined by graded exercises (see COURSE_DESIGN.md, "the exercise contract").
-GRADED_FUNCTIONS = {"rnn_cell_step", "run_cell", "rnn_shapes", "one_hot"}
-GRADED_CLASSES = {"EmbeddingRNN", "LSTMCellScratch", "GRUCellScratch"}
+# The function or class each graded exercise defines: no lecture may define one, whatever its kind.
+GRADED_NAMES = frozenset(exercise.name for exercise in EXERCISES.values())
 GLOSSARY_TERMS = ("循环神经网络", "隐藏层", "嵌入层", "遗忘门", "输入门", "输出门", "独热向量", "权重共享", "梯度消失", "序列")
 
 
@@ -212,20 +212,18 @@ def test_notebook_uses_the_course_names(notebook):
         assert wrong not in code, f"{notebook.name} uses {wrong}; the course's names match PyTorch's arguments"
 
 
-def _defined_names(source: str) -> tuple[set[str], set[str]]:
-    tree = ast.parse(source)
-    functions = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
-    return functions, classes
+def _defined_names(source: str) -> set[str]:
+    """Every function and class name the source defines, at any depth."""
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {n.name for n in ast.walk(ast.parse(source)) if isinstance(n, definitions)}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_notebook_gives_no_graded_answer(notebook):
     nb = _read(notebook)
     code = "\n\n".join(c.source for c in _code_cells(nb))
-    functions, classes = _defined_names(code)
-    assert not functions & GRADED_FUNCTIONS, f"{notebook.name} defines {functions & GRADED_FUNCTIONS}"
-    assert not classes & GRADED_CLASSES, f"{notebook.name} defines {classes & GRADED_CLASSES}"
+    defined = _defined_names(code)
+    assert not defined & GRADED_NAMES, f"{notebook.name} defines {sorted(defined & GRADED_NAMES)}"
     assert not re.search(r"Linear\(\s*hidden_size\s*,\s*num_class", code), (
         f"{notebook.name} builds a Linear head: that is a graded exercise of hello_ohlol")
     assert not re.search(r"torch\.(lstm_cell|gru_cell|rnn_tanh_cell)|_VF", code)
@@ -233,8 +231,8 @@ def test_notebook_gives_no_graded_answer(notebook):
 
 def test_widgets_module_gives_no_graded_answer():
     source = (ROOT / "grading" / "student" / "widgets.py").read_text(encoding="utf-8")
-    functions, classes = _defined_names(source)
-    assert not functions & GRADED_FUNCTIONS and not classes & GRADED_CLASSES
+    defined = _defined_names(source)
+    assert not defined & GRADED_NAMES, f"widgets.py defines {sorted(defined & GRADED_NAMES)}"
     assert not re.search(r"Linear\(", source), "the explorers use the seed's head-less models only"
 
 

@@ -70,7 +70,7 @@ def check_shape(
     expected = tuple(int(d) for d in expected)
     if actual == expected:
         return
-    want = _describe_shape(expected, dims)
+    want = describe_shape(expected, dims)
     if len(actual) != len(expected):
         msg = f"{name} has {len(actual)} dimensions {actual}, expected {len(expected)}: {want}."
     else:
@@ -121,7 +121,8 @@ def compare_table(rows: dict[str, tuple[torch.Tensor, torch.Tensor]], atol: floa
     return "\n".join(lines)
 
 
-def _describe_shape(shape: tuple[int, ...], dims: Sequence[str] | None) -> str:
+def describe_shape(shape: tuple[int, ...], dims: Sequence[str] | None) -> str:
+    """``(seq_len=5, batch=3)`` when the dimensions are named, else ``(5, 3)``."""
     if not dims:
         return str(shape)
     return "(" + ", ".join(f"{n}={d}" for n, d in zip(dims, shape)) + ")"

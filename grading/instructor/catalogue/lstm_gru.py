@@ -153,8 +153,8 @@ LSTM_ANSWERS = [
                "        \"\"\"Same initialisation as nn.LSTMCell.\"\"\"\n"
                "        for p in self.parameters():\n"
                "            nn.init.uniform_(p, -self.hidden_size ** -0.5, self.hidden_size ** -0.5)"),
-    _lstm("seed_lstm", "the seed's homework LSTM (shared weights, bias twice, sigmoid candidate)", "", correct=False,
-          fails=LSTM_TESTS, message="shared by x and h"),
+    Answer("lstm_cell", "seed_lstm", "the seed's homework LSTM (one weight per gate for x and h, bias twice, "
+           "sigmoid candidate)", SEED_LSTM, False, LSTM_TESTS, "shared by x and h"),
     _lstm("sigmoid_candidate", "sigmoid for the candidate g", _lstm_chunked(g="torch.sigmoid(g)"),
           correct=False, message="g uses tanh"),
     _lstm("tanh_input_gate", "tanh for the input gate", _lstm_chunked(i="torch.tanh(i)"),
@@ -226,8 +226,6 @@ LSTM_ANSWERS = [
           "        return torch._VF.lstm_cell(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)",
           correct=False, fails=LSTM_TESTS, message="earns no points"),
 ]
-LSTM_ANSWERS[6] = Answer("lstm_cell", "seed_lstm", "the seed's homework LSTM (one weight per gate for x and h, "
-                         "bias twice, sigmoid candidate)", SEED_LSTM, False, LSTM_TESTS, "shared by x and h")
 
 GRU_ANSWERS = [
     _gru("chunk", "chunk(3) of the input and hidden terms", _gru_chunked()),

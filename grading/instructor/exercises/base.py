@@ -19,9 +19,11 @@ import ast
 import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+
+from grading.student.checks import describe_shape, max_abs_diff
 
 # Captured at import time. The verifier's harness imports this module before any student
 # code runs, so these stay the genuine functions even if the student patches torch.
@@ -29,6 +31,9 @@ _TENSOR_TYPE = torch.Tensor
 _TOLIST = torch.Tensor.tolist
 _AS_TENSOR = torch.tensor
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+# The layers a model exercise is made of, by label: the genuine classes, captured the same way.
+LAYER_TYPES: tuple[tuple[str, type], ...] = (("Embedding", torch.nn.Embedding), ("RNN", torch.nn.RNN),
+                                             ("Linear", torch.nn.Linear))
 
 
 @dataclass(frozen=True)
@@ -77,20 +82,50 @@ def is_packed_tensor(value: Any) -> bool:
 
 
 def max_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Largest absolute difference (inf when shapes differ or NaNs appear)."""
+    """Largest absolute difference (inf when shapes differ or NaNs appear; 0 for empty tensors)."""
     if tuple(actual.shape) != tuple(expected.shape):
         return math.inf
-    diff = (actual.detach().double() - expected.detach().double()).abs()
-    if diff.numel() == 0:
-        return 0.0
-    if torch.isnan(diff).any():
-        return math.inf
-    return float(diff.max())
+    return max_abs_diff(actual, expected)
 
 
 def tolerance(dtype_name: str) -> float:
     """Absolute tolerance for comparing against torch's own modules."""
     return 1e-10 if dtype_name == "float64" else 2e-5
+
+
+def randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Standard normal values of ``shape`` drawn in float64 from ``gen``, then cast: the same draws for every dtype."""
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def shape_message(name: str, actual: Sequence[int], expected: Sequence[int], dims: Sequence[str], why: str = "") -> str:
+    """``"h' has shape (3, 5), expected (batch=3, hidden_size=4). <why>"``, dimensions named as the visible checks do."""
+    return f"{name} has shape {tuple(actual)}, expected {describe_shape(tuple(expected), dims)}. {why}".strip()
+
+
+def layer_type(module: Any) -> str | None:
+    """The label in ``LAYER_TYPES`` of ``module``'s class (subclasses included), or None."""
+    for label, cls in LAYER_TYPES:
+        if isinstance(module, cls):
+            return label
+    return None
+
+
+def find_layers(model: Any) -> tuple[dict[str, list], list[str]]:
+    """A model's layers by type, whatever their attribute names, and the parameters none of them owns.
+
+    Returns ({label: [modules in registration order]} for every label of ``LAYER_TYPES``,
+    [names of the model's parameters outside those modules]).
+    """
+    found: dict[str, list] = {label: [] for label, _ in LAYER_TYPES}
+    owned = set()
+    for _, module in model.named_modules():
+        label = layer_type(module)
+        if label:
+            found[label].append(module)
+            owned.update(id(p) for p in module.parameters())
+    extra = [name for name, p in model.named_parameters() if id(p) not in owned]
+    return found, extra
 
 
 class Exercise:

@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, unpack
+from grading.student.checks import describe_shape
+
+from .base import Case, Exercise, ProbeError, find_layers, is_packed_tensor, max_diff, pack, unpack
 
 # Genuine classes and functions, captured before any student code runs.
 _MODULE = torch.nn.Module
@@ -43,21 +45,12 @@ OHLOL = (3, 1, 2, 3, 2)
 # the three others -1 (a tanh hidden state used as logits, the seed lecture's model).
 TANH_FLOOR = math.log(1 + 3 * math.exp(-2))
 
-_TYPES = (("Embedding", _EMBEDDING), ("RNN", _RNN), ("Linear", _LINEAR))
-
 
 def _word(indices) -> str:
     return "".join(IDX2CHAR[i] for i in indices)
 
 
 # --------------------------------------------------------------------------- probing side
-
-
-def _module_type(module) -> str | None:
-    for label, cls in _TYPES:
-        if isinstance(module, cls):
-            return label
-    return None
 
 
 def _config(label: str, module) -> dict:
@@ -73,22 +66,9 @@ def _config(label: str, module) -> dict:
             "bias": module.bias is not None}
 
 
-def _find_modules(model) -> tuple[dict[str, list], list[str]]:
-    """Registered submodules by type (in registration order) and parameters owned by none of them."""
-    found: dict[str, list] = {label: [] for label, _ in _TYPES}
-    owned = set()
-    for _, module in model.named_modules():
-        label = _module_type(module)
-        if label:
-            found[label].append(module)
-            owned.update(id(p) for p in module.parameters())
-    extra = [name for name, p in model.named_parameters() if id(p) not in owned]
-    return found, extra
-
-
 def _describe(model) -> dict:
     """Plain-data description of the model: its typed submodules with parameters, and the rest."""
-    found, extra = _find_modules(model)
+    found, extra = find_layers(model)
     return {
         "modules": {label: [{"config": _config(label, m),
                              "params": {k: pack(v.detach().clone()) for k, v in m.state_dict().items()}}
@@ -127,7 +107,7 @@ def _build_student(cls, args: dict, seed: int, head_scale: float = 1.0):
         model = cls(**args)
     if not isinstance(model, _MODULE):
         raise ProbeError(f"must be a subclass of nn.Module; an instance is a {type(model).__name__}")
-    found, _ = _find_modules(model)
+    found, _ = find_layers(model)
     _reinit(_canonical(found), _GENERATOR().manual_seed(seed), head_scale)
     return model
 
@@ -268,8 +248,7 @@ def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidd
             return f"{name}'s logits came back malformed."
         return None
     n, num_class = expected
-    lead = "seq_len*batch" if not batch_first else "batch*seq_len"
-    want = f"({lead}={n}, num_class={num_class})"
+    want = describe_shape(expected, ("seq_len*batch" if not batch_first else "batch*seq_len", "num_class"))
     if len(shape) == 3 and shape[0] * shape[1] == n:
         return (f"the logits have shape {shape}, expected {want}: flatten the time and batch dimensions "
                 f"with .reshape(-1, num_class), as CrossEntropyLoss wants one row per prediction.")
@@ -526,12 +505,14 @@ class OneHotExercise(Exercise):
         n = len(indices)
         shape = tuple(out["shape"])
         if shape != (n, num_classes):
+            want = describe_shape((n, num_classes), ("len(indices)", "num_classes"))
             if shape == (num_classes, n) and n != num_classes:
-                return f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes}): one row per index, not one column. You returned the transpose."
+                return (f"{call} has shape {shape}, expected {want}: one row per index, not one column. "
+                        "You returned the transpose.")
             if len(shape) == 2 and shape[0] == n:
-                return (f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes}): "
+                return (f"{call} has shape {shape}, expected {want}: "
                         f"dimension 1 must be num_classes={num_classes}, whatever the largest index is.")
-            return f"{call} has shape {shape}, expected (len(indices)={n}, num_classes={num_classes})."
+            return f"{call} has shape {shape}, expected {want}."
         got = unpack(out)
         if max_diff(got, expected) == 0:
             return None

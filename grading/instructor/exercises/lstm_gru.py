@@ -43,7 +43,7 @@ from grading.student.lstm_gru import (
     train_char_model,
 )
 
-from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, tolerance, unpack
+from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, randn, tolerance, unpack
 
 FORBIDDEN = (
     "LSTMCell", "GRUCell", "RNNCell", "RNNCellBase", "RNNBase", "LSTM", "GRU", "RNN",
@@ -63,10 +63,6 @@ PROBE_TOL = 1e-9
 GRAD_TOL = {"float64": 1e-9, "float32": 1e-4}
 
 _sig, _tanh = torch.sigmoid, torch.tanh
-
-
-def _randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -268,7 +264,7 @@ def _diagnosis_probes(kind: str, gen: torch.Generator) -> list[dict]:
     n, s = DIAG_BATCH, DIAG_SIZE
 
     def rnd(*shape, scale=1.0):
-        return _randn(gen, *shape) * scale
+        return randn(gen, *shape) * scale
 
     def params(w_ih=None, w_hh=None, bias=None, bias_ih=None, bias_hh=None):
         p = {"weight_ih": rnd(k * s, s, scale=0.7) if w_ih is None else w_ih,
@@ -378,14 +374,15 @@ class CellExercise(Exercise):
     def _random_case(self, gen, batch, input_size, hidden_size, dtype, upstream=False) -> dict:
         dt = getattr(torch, dtype)
         rows = self.k * hidden_size
-        params = {"weight_ih": _randn(gen, rows, input_size, dtype=dt) * 0.7,
-                  "weight_hh": _randn(gen, rows, hidden_size, dtype=dt) * 0.7,
-                  "bias_ih": _randn(gen, rows, dtype=dt) * 0.5, "bias_hh": _randn(gen, rows, dtype=dt) * 0.5}
-        data = {"params": {k: pack(v) for k, v in params.items()}, "x": pack(_randn(gen, batch, input_size, dtype=dt)),
-                "h": pack(_randn(gen, batch, hidden_size, dtype=dt)), "c": pack(_randn(gen, batch, hidden_size, dtype=dt))}
+        params = {"weight_ih": randn(gen, rows, input_size, dtype=dt) * 0.7,
+                  "weight_hh": randn(gen, rows, hidden_size, dtype=dt) * 0.7,
+                  "bias_ih": randn(gen, rows, dtype=dt) * 0.5, "bias_hh": randn(gen, rows, dtype=dt) * 0.5}
+        data = {"params": {k: pack(v) for k, v in params.items()}, "x": pack(randn(gen, batch, input_size, dtype=dt)),
+                "h": pack(randn(gen, batch, hidden_size, dtype=dt)),
+                "c": pack(randn(gen, batch, hidden_size, dtype=dt))}
         if upstream:
-            data["up_h"] = pack(_randn(gen, batch, hidden_size, dtype=dt))
-            data["up_c"] = pack(_randn(gen, batch, hidden_size, dtype=dt))
+            data["up_h"] = pack(randn(gen, batch, hidden_size, dtype=dt))
+            data["up_c"] = pack(randn(gen, batch, hidden_size, dtype=dt))
         return data
 
     # -- probe (runs next to the student's code: plain data out, never torch's cells) ----------

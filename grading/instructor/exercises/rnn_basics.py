@@ -7,22 +7,13 @@ from typing import Any
 
 import torch
 
-from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, tolerance, unpack
+from .base import Case, Exercise, ProbeError, is_packed_tensor, max_diff, pack, randn, shape_message, tolerance, unpack
 
 FUSED_RNN = ("rnn_tanh_cell", "rnn_relu_cell", "RNNCell", "RNN", "_VF", "RNNCellBase", "RNNBase", "rnn_tanh")
 FUSED_REASON = (
     "this exercise asks for the equation written by hand (matrix products, biases, tanh); "
     "torch's fused RNN cell does the work for you, so it earns no points."
 )
-
-
-def _randn(gen: torch.Generator, *shape: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
-
-
-def _shape_message(name: str, actual: list[int], expected: tuple[int, ...], dims: tuple[str, ...], why: str = "") -> str:
-    want = "(" + ", ".join(f"{d}={n}" for d, n in zip(dims, expected)) + ")"
-    return f"{name} has shape {tuple(actual)}, expected {want}. {why}".strip()
 
 
 def _activation_hint(out: torch.Tensor, expected: torch.Tensor, tol: float) -> str | None:
@@ -62,12 +53,12 @@ class RnnCellStep(Exercise):
     def _case(self, gen, label, batch, inp, hid, dtype) -> Case:
         dt = getattr(torch, dtype)
         tensors = {
-            "x": _randn(gen, batch, inp, dtype=dt),
-            "h": _randn(gen, batch, hid, dtype=dt),
-            "weight_ih": _randn(gen, hid, inp, dtype=dt) * 0.5,
-            "weight_hh": _randn(gen, hid, hid, dtype=dt) * 0.5,
-            "bias_ih": _randn(gen, hid, dtype=dt) * 0.5,
-            "bias_hh": _randn(gen, hid, dtype=dt) * 0.5,
+            "x": randn(gen, batch, inp, dtype=dt),
+            "h": randn(gen, batch, hid, dtype=dt),
+            "weight_ih": randn(gen, hid, inp, dtype=dt) * 0.5,
+            "weight_hh": randn(gen, hid, hid, dtype=dt) * 0.5,
+            "bias_ih": randn(gen, hid, dtype=dt) * 0.5,
+            "bias_hh": randn(gen, hid, dtype=dt) * 0.5,
         }
         if label == "bias_only":
             tensors["weight_ih"].zero_()
@@ -79,7 +70,7 @@ class RnnCellStep(Exercise):
             for k in ("x", "bias_ih", "bias_hh"):
                 tensors[k].zero_()
         data = {k: pack(v) for k, v in tensors.items()}
-        data["upstream"] = pack(_randn(gen, batch, hid, dtype=dt))
+        data["upstream"] = pack(randn(gen, batch, hid, dtype=dt))
         return Case(self.test_ids[0], label, data)
 
     ARGS = ("x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -120,8 +111,8 @@ class RnnCellStep(Exercise):
         if observed["out"]["dtype"] != x["dtype"]:
             return f"rnn_cell_step returned dtype {observed['out']['dtype']} for {x['dtype']} inputs: keep the inputs' dtype (no torch.tensor(...) or .float() inside)."
         if tuple(out.shape) != (batch, hidden):
-            return _shape_message("h'", list(out.shape), (batch, hidden), ("batch", "hidden_size"),
-                                  "x @ weight_ih.T is (batch, hidden_size): weight_ih is (hidden_size, input_size), so transpose it.")
+            return shape_message("h'", list(out.shape), (batch, hidden), ("batch", "hidden_size"),
+                                 "x @ weight_ih.T is (batch, hidden_size): weight_ih is (hidden_size, input_size), so transpose it.")
         diff = max_diff(out, expected)
         if diff > tolerance(x["dtype"]):
             hint = _activation_hint(out, expected, tolerance(x["dtype"]))
@@ -157,11 +148,11 @@ class RunCell(Exercise):
         for seq, batch, inp, hid, dtype in self.SHAPES:
             dt = getattr(torch, dtype)
             data = {
-                "inputs": pack(_randn(gen, seq, batch, inp, dtype=dt)),
-                "h0": pack(_randn(gen, batch, hid, dtype=dt)),
-                "weight_ih": pack(_randn(gen, hid, inp, dtype=dt) * 0.5),
-                "weight_hh": pack(_randn(gen, hid, hid, dtype=dt) * 0.5),
-                "bias": pack(_randn(gen, hid, dtype=dt) * 0.5),
+                "inputs": pack(randn(gen, seq, batch, inp, dtype=dt)),
+                "h0": pack(randn(gen, batch, hid, dtype=dt)),
+                "weight_ih": pack(randn(gen, hid, inp, dtype=dt) * 0.5),
+                "weight_hh": pack(randn(gen, hid, hid, dtype=dt) * 0.5),
+                "bias": pack(randn(gen, hid, dtype=dt) * 0.5),
             }
             out.append(Case(self.test_ids[0], f"seq_len={seq}, batch={batch}", data))
         return out
@@ -209,8 +200,9 @@ class RunCell(Exercise):
             return "outputs must be a torch.Tensor of shape (seq_len, batch, hidden_size)."
         outputs = unpack(observed["outputs"])
         if tuple(outputs.shape) != (seq, batch, hidden):
-            return _shape_message("outputs", list(outputs.shape), (seq, batch, hidden), ("seq_len", "batch", "hidden_size"),
-                                  "Stack one hidden state per time step along a new first dimension.")
+            return shape_message("outputs", list(outputs.shape), (seq, batch, hidden),
+                                 ("seq_len", "batch", "hidden_size"),
+                                 "Stack one hidden state per time step along a new first dimension.")
         if max_diff(outputs, expected) > tol:
             if max_diff(outputs[1:], expected[:-1]) <= tol:
                 return "outputs[t] must be the hidden state AFTER step t: you stored h before calling the cell."
@@ -219,8 +211,8 @@ class RunCell(Exercise):
             return "h_n must be a torch.Tensor of shape (batch, hidden_size)."
         h_n = unpack(observed["h_n"])
         if tuple(h_n.shape) != (batch, hidden):
-            return _shape_message("h_n", list(h_n.shape), (batch, hidden), ("batch", "hidden_size"),
-                                  "For a single cell h_n is the last hidden state, without a num_layers dimension.")
+            return shape_message("h_n", list(h_n.shape), (batch, hidden), ("batch", "hidden_size"),
+                                 "For a single cell h_n is the last hidden state, without a num_layers dimension.")
         if max_diff(h_n, h_last[0]) > tol:
             return "h_n must be the hidden state after the last step (it equals outputs[-1])."
         return None
@@ -285,7 +277,7 @@ class RnnShapes(Exercise):
                     why = "There is one hidden state per layer: the first dimension is num_layers."
                 elif key == "output":
                     why = "output holds the top layer's hidden state at every time step."
-                return f"For {args}: {_shape_message(key, got, expected[key], self.DIMS[a['batch_first']][key], why)}"
+                return f"For {args}: {shape_message(key, got, expected[key], self.DIMS[a['batch_first']][key], why)}"
         return None
 
 
@@ -301,7 +293,7 @@ class LastTimeStep(Exercise):
         out = []
         for seq, batch, hid, batch_first in [(4, 3, 5, False), (4, 3, 5, True), (2, 6, 3, True), (7, 1, 2, False)]:
             shape = (batch, seq, hid) if batch_first else (seq, batch, hid)
-            data = {"output": pack(_randn(gen, *shape, dtype=torch.float32)), "batch_first": batch_first}
+            data = {"output": pack(randn(gen, *shape, dtype=torch.float32)), "batch_first": batch_first}
             out.append(Case(self.test_ids[0], f"batch_first={batch_first}", data))
         return out
 
@@ -319,8 +311,9 @@ class LastTimeStep(Exercise):
         if batch_first and max_diff(got, output[-1]) == 0:
             return "With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: use output[:, -1]."
         if tuple(got.shape) != tuple(expected.shape):
-            return _shape_message("last_time_step(output)", list(got.shape), tuple(expected.shape), ("batch", "hidden_size"),
-                                  f"with batch_first={batch_first} the time dimension is dim {1 if batch_first else 0}.")
+            return shape_message("last_time_step(output)", list(got.shape), tuple(expected.shape),
+                                 ("batch", "hidden_size"),
+                                 f"with batch_first={batch_first} the time dimension is dim {1 if batch_first else 0}.")
         if max_diff(got, expected) > 0:
             if batch_first and max_diff(got, output[-1]) == 0:
                 return "With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: use output[:, -1]."

@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test release lab bench bundle calibrate solutions clean
+.PHONY: setup demo test test-fast release lab bench bundle calibrate solutions clean
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -27,9 +27,13 @@ $(SYSTEM_STAMP): scripts/install-system-packages | $(STAMP)
 demo: setup
 	$(PY) -m grading demo
 
-## All tests (unit, notebooks, release, grading, sandbox, cheating, browser).
+## All tests (unit, lint, notebooks, release, grading, sandbox, hostile, cheating, browser).
 test: setup
 	$(PY) -m pytest -q
+
+## The quick loop: unit, registry, catalogue, settings, report and lint tests (no kernels, no browser).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 ## Regenerate release/ from source/.
 release: setup

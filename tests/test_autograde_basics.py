@@ -11,6 +11,8 @@ from nbgrader.api import Gradebook
 
 from conftest import assignment_names, grading, nbgrader, new_course, notebook_names, release_nb, source_nb, submit
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 
 def scores(root, assignment, student):
     """notebook -> (score, max_score), and every test cell's score, from the gradebook."""

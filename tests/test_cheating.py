@@ -14,6 +14,8 @@ from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course,
 from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 CHEATS = {
     "input_transformer": 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])',
     "custom_exc": "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)",

@@ -20,6 +20,8 @@ from conftest import gradebook_scores, grading, new_course, source_nb, submit, w
 from grading.instructor import autograde, sandbox
 from grading.instructor.autograde import GradeOptions, grade
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 A, NB = "rnn_basics", "rnn_cell"
 REF = source_nb(A, NB)
 FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}

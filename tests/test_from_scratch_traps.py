@@ -15,9 +15,12 @@ from grading.instructor.catalogue import answers_for
 from grading.instructor.tamper import scan
 from grading.instructor.verifier import verify_notebook
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 CLASS = """
 import torch
 import torch.nn as nn
+
 {prelude}
 
 class LSTMCellScratch(nn.Module):

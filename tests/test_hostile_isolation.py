@@ -19,6 +19,8 @@ import pytest
 from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, results, solution_source, source_nb,
                       submit, with_solution)
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 A, NB = "rnn_basics", "rnn_cell"
 REF = source_nb(A, NB)
 STEP = solution_source(REF, "rnn_cell_step")
@@ -90,6 +92,7 @@ raise ValueError('<b id="inj">' + open(h.__file__).read() + repr(__import__('sys
 """
 FORGE = """
 import os
+
 for fd in range(3, 64):
     try:
         os.write(fd, b'{"rnn_cell_step": {"observed": [{"ok": true, "value": {"h": 1}}], "fused_calls": {}}}')

@@ -16,6 +16,8 @@ import pytest
 from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, results, solution_source, source_nb, submit,
                       with_solution)
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 A, NB = "rnn_basics", "rnn_cell"
 REF = source_nb(A, NB)
 STEP = solution_source(REF, "rnn_cell_step")

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import REPO, assignment_names, grading, nbgrader, new_course, notebook_names
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 ALLOWED_DATA = {".ipynb", ".svg", ".png", ".csv", ".txt"}
 
 

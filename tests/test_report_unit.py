@@ -263,7 +263,7 @@ def submission_notebook() -> nbformat.NotebookNode:
 def feedback_page(course: Path, student: str) -> str:
     """nbgrader's own feedback for ``student``, with the grading settings' preprocessors."""
     from grading.instructor.course import open_api, working_directory
-    from grading.instructor.settings import grading_config
+    from grading.instructor.settings import GradingSettings, grading_config
 
     path = course / "autograded" / student / A / f"{NB}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +272,8 @@ def feedback_page(course: Path, student: str) -> str:
         gb.find_comment("answer", NB, A, student).manual_comment = "see <img src=x onerror=alert(3)>"
         gb.db.commit()
     with working_directory(course):
-        outcome = open_api(course, grading_config(course / "submitted")).generate_feedback(A, student, force=True)
+        config = grading_config(course / "submitted", GradingSettings())
+        outcome = open_api(course, config).generate_feedback(A, student, force=True)
     assert outcome["success"], outcome
     return (course / "feedback" / student / A / f"{NB}.html").read_text()
 

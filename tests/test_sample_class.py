@@ -9,6 +9,8 @@ import pytest
 from conftest import REPO, assignment_names, gradebook_scores, grading, new_course, notebook_names
 from grading.instructor.sample_class import expected_scores, roster
 
+pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
+
 SIZE = 32
 
 

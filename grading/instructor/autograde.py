@@ -31,7 +31,7 @@ from .pool import TaskFailure, WorkerPool
 from .records import SubmissionResult, write_result
 from .sandbox import (UNSANDBOXED_EXPOSURE, KernelServer, SandboxUnavailable, build_mpl_cache, cleanup_scratch,
                       sandbox_problem, stage_package)
-from .settings import grading_config, submission_budget
+from .settings import GradingSettings, grading_config, load_settings
 from .submissions import stage, students_with
 from .tamper import scan_cells
 from .verifier import checked_code, course_secret, submission_seed, verify_notebook
@@ -108,8 +108,8 @@ def student_message(value, secrets_: set[str], limit: int = MESSAGE_LIMIT) -> st
 _WORKER: dict = {}
 
 
-def _worker_init(index: int, root: str, options: GradeOptions, mpl: str, staged_pkg: str | None,
-                 scratch: str) -> None:
+def _worker_init(index: int, root: str, options: GradeOptions, settings: GradingSettings, mpl: str,
+                 staged_pkg: str | None, scratch: str) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     import warnings
 
@@ -117,19 +117,18 @@ def _worker_init(index: int, root: str, options: GradeOptions, mpl: str, staged_
 
     warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader 0.9.6's API with SQLAlchemy 2.x
     from .cgroups import Cgroup
-    from .settings import GRADER_MEMORY_MB
 
     group = Cgroup.create(f"{Path(scratch).name}-grader{index}") if options.sandboxed else None
     if group is not None:
         group.join()
-        group.limit(memory_bytes=group.usage_bytes() + GRADER_MEMORY_MB * 2**20)
-    server = KernelServer(index, options.sandboxed, Path(scratch) / f"w{index}")
+        group.limit(memory_bytes=group.usage_bytes() + settings.grader_memory_mb * 2**20)
+    server = KernelServer(index, options.sandboxed, Path(scratch) / f"w{index}", settings)
     server.start(Path(mpl), Path(staged_pkg) if staged_pkg else None)
     from .kernels import SandboxedExecute
 
     SandboxedExecute.server = server
     staged = Path(scratch) / "submitted"
-    api = open_api(Path(root), grading_config(staged, verify=options.verify))
+    api = open_api(Path(root), grading_config(staged, settings, verify=options.verify))
     _WORKER.update(index=index, server=server, root=Path(root), options=options, staged=staged, api=api,
                    db_url=api.coursedir.db_url, course_id=api.coursedir.course_id, secret=course_secret(Path(root)),
                    secrets={}, cgroup=group)
@@ -350,6 +349,7 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     """Grade ``assignment`` for ``students`` (default: everyone in submitted/); returns one record each."""
     options = options or GradeOptions()
     root = root.resolve()
+    settings = load_settings(root)
     todo = check_can_grade(root, assignment, students)
     if options.sandboxed:
         problem = sandbox_problem()
@@ -363,7 +363,7 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     os.chmod(scratch, 0o755)
     api = open_api(root)
     db_url, course_id = api.coursedir.db_url, api.coursedir.course_id
-    budget = submission_budget(len(list((root / "release" / assignment).glob("*.ipynb"))))
+    budget = settings.submission_budget(len(list((root / "release" / assignment).glob("*.ipynb"))))
     try:
         mpl = scratch / "mpl"
         build_mpl_cache(mpl)
@@ -371,7 +371,8 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
         course_secret(root)
 
         def init(index: int) -> None:
-            _worker_init(index, str(root), options, str(mpl), str(staged_pkg) if staged_pkg else None, str(scratch))
+            _worker_init(index, str(root), options, settings, str(mpl), str(staged_pkg) if staged_pkg else None,
+                         str(scratch))
 
         pool = WorkerPool(jobs, init, _worker_task, deadline=lambda task: budget, shutdown=_worker_shutdown)
         results: list[SubmissionResult] = []

@@ -20,8 +20,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 
 from .build import build_release
-from .cli import make_demo_course
-from .course import assignments
+from .course import assignments, make_demo_course
 from .records import results_path
 from .report import load_results
 from .sample_class import SyntheticStudent, _by_exercise, write_class

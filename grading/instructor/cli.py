@@ -15,19 +15,23 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from .course import CourseError, assignments
 
-EXIT_OK, EXIT_COURSE_ERROR, EXIT_GRADING_ERRORS = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_GRADING_ERRORS, EXIT_COURSE_ERROR, EXIT_CHECK_FAILED = 0, 2, 3, 4, 5
 EXIT_CODES = f"""exit status:
-  {EXIT_OK}  done
-  {EXIT_COURSE_ERROR}  usage error, or a problem with the course (unknown assignment, no gradebook, no sandbox...)
-  {EXIT_GRADING_ERRORS}  graded, but some submissions hit a grading error: they are marked in grades.csv and the
-     report (an earlier verified grade is kept, else their cells are 0); regrade them
+  {EXIT_OK}    done
+  {EXIT_USAGE}    usage error (a wrong command or option)
+  {EXIT_GRADING_ERRORS}    graded, but some submissions hit a grading error: they are marked in grades.csv and the
+       report (an earlier verified grade is kept, else their cells are 0); regrade them
+  {EXIT_COURSE_ERROR}    a problem with the course or this machine: unknown assignment or student, nothing
+       submitted, no gradebook, not a course root, no sandbox, a kernel server that cannot start
+  {EXIT_CHECK_FAILED}    a check failed: the benchmark's grades differ between graders, or a calibrated
+       threshold does not separate the references from the known-bad variants
+  130  interrupted
 """
 
 
@@ -102,22 +106,14 @@ def cmd_sample_class(args) -> int:
     return 0
 
 
-def make_demo_course(repo: Path, demo: Path) -> None:
-    """A fresh course folder with this repository's config and source/ (never touches a real class)."""
-    if demo.exists():
-        shutil.rmtree(demo)
-    demo.mkdir(parents=True)
-    shutil.copy2(repo / "nbgrader_config.py", demo / "nbgrader_config.py")
-    shutil.copytree(repo / "source", demo / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-
-
 def cmd_demo(args) -> int:
     from .autograde import grade
     from .build import build_release
+    from .course import make_demo_course
     from .sample_class import roster, write_class
 
     repo = _root(args)
-    demo = Path(args.dir).resolve()
+    demo = Path(args.out).resolve()
     started = time.monotonic()
     make_demo_course(repo, demo)
     print(f"demo course: {demo}")
@@ -138,19 +134,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_solutions(args) -> int:
-    from .course import open_api, working_directory
+    import subprocess
+
+    from .course import load_config
 
     root = _root(args)
-    api = open_api(root)
-    from nbgrader.apps.generatesolutionapp import GenerateSolutionApp  # noqa: F401 - clear error if missing
-
-    with working_directory(root):
-        import subprocess
-
-        out = root / "solution"
-        code = subprocess.call([sys.executable, "-m", "nbgrader", "generate_solution", args.assignment, "--force"], cwd=root)
-    print(f"solutions in {out / args.assignment}" if code == 0 else "nbgrader generate_solution failed")
-    del api
+    load_config(root)  # a clear error when this is not a course root
+    code = subprocess.call([sys.executable, "-m", "nbgrader", "generate_solution", args.assignment, "--force"], cwd=root)
+    print(f"solutions in {root / 'solution' / args.assignment}" if code == 0 else "nbgrader generate_solution failed")
     return code
 
 
@@ -168,7 +159,7 @@ def cmd_lab(args) -> int:
 
     from .bundle import lab_command, prepare_workspace
 
-    workspace = prepare_workspace(_root(args), Path(args.workspace).resolve(),
+    workspace = prepare_workspace(_root(args), Path(args.out).resolve(),
                                   Path(args.exchange).resolve() if args.exchange else None)
     token = args.token or secrets.token_hex(16)
     cmd, env = lab_command(workspace, args.port, token)
@@ -179,19 +170,18 @@ def cmd_lab(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    return run_bench(_root(args), Path(args.dir).resolve(), args.size)
+    return EXIT_CHECK_FAILED if run_bench(_root(args), Path(args.out).resolve(), args.size) else EXIT_OK
 
 
 def cmd_calibrate(args) -> int:
     """Retrain the reference and the known-bad variants of every training exercise; print pass rates."""
-    import importlib
-
     import torch
+
+    from .exercises.registry import calibration_modules
 
     torch.set_num_threads(1)
     failures = 0
-    for name in ("hello_ohlol", "lstm_gru"):
-        module = importlib.import_module(f"grading.instructor.calibration.{name}")
+    for name, module in calibration_modules().items():
         started = time.monotonic()
         rows = module.calibrate(args.seeds)
         print(f"\n{name} ({time.monotonic() - started:.0f} s, one thread)")
@@ -201,55 +191,61 @@ def cmd_calibrate(args) -> int:
             print(f"  PROBLEM: {problem}")
     print("\nevery threshold passes 100% of reference seeds and fails the known-bad variants" if not failures
           else f"\n{failures} problems: a threshold does not separate the references from the bad variants")
-    return 0 if not failures else 1
+    return EXIT_CHECK_FAILED if failures else EXIT_OK
 
 
-def _add_grade_flags(p) -> None:
-    p.add_argument("--jobs", type=int, default=0, help="parallel workers (default: the machine's cores)")
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in its help."""
+
+
+def _add_grade_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=0, help="parallel workers (0: one per core)")
     p.add_argument("--unsandboxed", action="store_true",
                    help="run student code without the sandbox (it can then read solutions and write the gradebook)")
     p.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
 
 
+def _command(sub, name: str, func, help_text: str, root: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text, parents=[root], formatter_class=_HelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """``python -m grading``: every command, with ``--root`` accepted before or after it."""
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", default=argparse.SUPPRESS, help="course root (default: the current directory)")
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__, epilog=EXIT_CODES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=".", help="course root (default: the current directory)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("release", help="regenerate release/ from source/").set_defaults(func=cmd_release)
-    p = sub.add_parser("grade", help="autograde submitted/ for one assignment")
-    p.add_argument("assignment")
-    p.add_argument("--student", help="grade (or regrade) one student only")
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--root", default=".", help="course root")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(sub, "release", cmd_release, "regenerate release/ from source/", root)
+    p = _command(sub, "grade", cmd_grade, "autograde submitted/ for one assignment (sandboxed, verified)", root)
+    p.add_argument("assignment", help="assignment id, a folder of source/")
+    p.add_argument("--student", help="grade (or regrade) this student only")
     _add_grade_flags(p)
-    p.set_defaults(func=cmd_grade)
-    sub.add_parser("report", help="rewrite grades.csv and report.html").set_defaults(func=cmd_report)
-    p = sub.add_parser("sample-class", help="write a synthetic class into submitted/")
-    p.add_argument("--size", type=int, default=32)
-    p.set_defaults(func=cmd_sample_class)
-    p = sub.add_parser("demo", help="release, sample class, grade, report in a demo folder")
-    p.add_argument("--dir", default="demo")
-    p.add_argument("--size", type=int, default=32)
+    _command(sub, "report", cmd_report, "rewrite reports/grades.csv and reports/report.html", root)
+    p = _command(sub, "sample-class", cmd_sample_class, "write a synthetic class into submitted/", root)
+    p.add_argument("--size", type=int, default=32, help="students")
+    p = _command(sub, "demo", cmd_demo, "the main job: release, sample class, grade, report, in a demo course", root)
+    p.add_argument("--out", default="demo", help="the demo course folder (replaced)")
+    p.add_argument("--size", type=int, default=32, help="students")
     _add_grade_flags(p)
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("bundle", help="build what students get")
-    p.add_argument("--out", default="bundle")
-    p.set_defaults(func=cmd_bundle)
-    p = sub.add_parser("lab", help="JupyterLab for students, in a workspace copied from the bundle")
-    p.add_argument("--workspace", default="workspace")
-    p.add_argument("--port", type=int, default=8888)
-    p.add_argument("--token", default="")
-    p.add_argument("--exchange", help="nbgrader exchange folder (for the Assignments panel)")
-    p.set_defaults(func=cmd_lab)
-    p = sub.add_parser("bench", help="plain nbgrader vs this grader on the same honest class")
-    p.add_argument("--dir", default="build/bench")
+    p = _command(sub, "bundle", cmd_bundle, "build what students get", root)
+    p.add_argument("--out", default="bundle", help="the bundle folder (replaced)")
+    p = _command(sub, "lab", cmd_lab, "JupyterLab for students, in a workspace copied from the bundle", root)
+    p.add_argument("--out", default="workspace", help="the students' workspace folder")
+    p.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1")
+    p.add_argument("--token", default="", help="the server's token (empty: a random one)")
+    p.add_argument("--exchange", help="nbgrader exchange folder, for the Assignments panel (none: no exchange)")
+    p = _command(sub, "bench", cmd_bench, "plain nbgrader vs this grader on the same honest class", root)
+    p.add_argument("--out", default="build/bench", help="where the two benchmark courses are built (replaced)")
     p.add_argument("--size", type=int, default=12, help="students (each submits every notebook)")
-    p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("calibrate", help="retrain references and known-bad variants on many seeds")
-    p.add_argument("--seeds", type=int, default=200)
-    p.set_defaults(func=cmd_calibrate)
-    p = sub.add_parser("solutions", help="nbgrader generate_solution for an assignment")
-    p.add_argument("assignment")
-    p.set_defaults(func=cmd_solutions)
+    p = _command(sub, "calibrate", cmd_calibrate, "retrain references and known-bad variants on many seeds", root)
+    p.add_argument("--seeds", type=int, default=200, help="seeds per reference and variant")
+    p = _command(sub, "solutions", cmd_solutions, "nbgrader generate_solution for an assignment, after the deadline",
+                 root)
+    p.add_argument("assignment", help="assignment id, a folder of source/")
     return parser
 
 
@@ -259,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CourseError, SandboxUnavailable) as exc:
+    except (CourseError, SandboxUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_COURSE_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
@@ -53,3 +54,12 @@ def working_directory(path: Path):
         yield
     finally:
         os.chdir(old)
+
+
+def make_demo_course(repo: Path, demo: Path) -> None:
+    """A fresh course folder with this repository's config and source/ (never touches a real class)."""
+    if demo.exists():
+        shutil.rmtree(demo)
+    demo.mkdir(parents=True)
+    shutil.copy2(repo / "nbgrader_config.py", demo / "nbgrader_config.py")
+    shutil.copytree(repo / "source", demo / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))

@@ -24,6 +24,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 from .sandbox import Job, KernelServer
+from .settings import GradingSettings
 
 
 class ServerKernelManager:
@@ -102,8 +103,10 @@ class ServerKernelManager:
 class SandboxedExecute(Execute):
     """nbgrader's Execute with server-forked kernels, a notebook deadline and an output cap."""
 
-    notebook_timeout = Integer(120, help="Wall-clock seconds for a whole notebook.").tag(config=True)
-    max_output_bytes = Integer(200_000, help="Output kept per cell; the rest is dropped with a note.").tag(config=True)
+    notebook_timeout = Integer(GradingSettings.notebook_timeout.default_value,
+                               help="Wall-clock seconds for a whole notebook (set from GradingSettings).").tag(config=True)
+    max_output_bytes = Integer(GradingSettings.output_limit_bytes.default_value,
+                               help="Output kept per cell (set from GradingSettings).").tag(config=True)
 
     # Set by the grading worker before it runs nbgrader (one server per worker process).
     server: KernelServer | None = None

@@ -43,6 +43,7 @@ from pathlib import Path
 import grading
 
 from .cgroups import Cgroup
+from .settings import GradingSettings
 
 PACKAGE_ROOT = Path(grading.__file__).resolve().parent.parent
 # The parts of the course package the sandbox may see.
@@ -51,17 +52,9 @@ BASE_UID = 61000
 # Where the staged package and the matplotlib cache appear inside the sandbox.
 COURSE_INSIDE = "/opt/course"
 MPL_INSIDE = "/opt/mplconfig"
-# Per-notebook limits read by the kernel server (see runtime/zygote.py for the defaults).
-LIMIT_VARIABLES = ("GRADING_MEMORY_MB", "GRADING_NPROC", "GRADING_CPU_SECONDS", "GRADING_FILE_MB",
-                   "GRADING_EXERCISE_TIMEOUT")
-MEMORY_MB = int(os.environ.get("GRADING_MEMORY_MB", "2048"))
-NPROC = int(os.environ.get("GRADING_NPROC", "128"))
-JOB_DISK_MB = int(os.environ.get("GRADING_DISK_MB", "512"))
-TMP_MB = int(os.environ.get("GRADING_TMP_MB", "256"))
 # Room above the per-notebook address-space limit, so that plain allocations meet RLIMIT_AS (a clear
 # MemoryError) first and the cgroup stops what RLIMIT_AS cannot see (memfd, tmpfs).
 CGROUP_HEADROOM_MB = 256
-START_TIMEOUT = float(os.environ.get("GRADING_SERVER_START_TIMEOUT", "60"))
 PING_TIMEOUT = 5.0
 REPLY_LIMIT_BYTES = 16 * 2**20
 SERVER_CAPS = "+setuid,+setgid,+kill"
@@ -114,7 +107,7 @@ def _dirs_for(path: str) -> list[str]:
 
 
 def bwrap_command(server_uid: int, child_uid: int, staged: Path, job_host: Path, mpl_host: Path,
-                  python: str) -> list[str]:
+                  python: str, settings: GradingSettings) -> list[str]:
     """The command line that starts the kernel server inside the sandbox."""
     prefix = os.path.realpath(sys.base_prefix)
     venv = sys.prefix
@@ -130,7 +123,7 @@ def bwrap_command(server_uid: int, child_uid: int, staged: Path, job_host: Path,
     cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
             "--ro-bind-try", "/etc/localtime", "/etc/localtime",
             "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
+            "--perms", "1777", "--size", str(settings.tmp_mb * 2**20), "--tmpfs", "/tmp"]
     binds = sorted({(prefix, prefix), (venv, venv), (str(staged), COURSE_INSIDE)}, key=lambda b: len(b[1]))
     bound: list[str] = []
     for src, dest in binds:
@@ -138,7 +131,7 @@ def bwrap_command(server_uid: int, child_uid: int, staged: Path, job_host: Path,
         cmd += ([] if inside_earlier else _dirs_for(dest)) + ["--ro-bind", src, dest]
         bound.append(dest)
     cmd += ["--bind", str(job_host), "/job", "--bind", str(mpl_host), MPL_INSIDE, "--chdir", "/"]
-    for key, value in sandbox_env(sandboxed=True).items():
+    for key, value in sandbox_env(True, settings).items():
         cmd += ["--setenv", key, value]
     cmd += ["--setenv", "GRADING_CHILD_UID", str(child_uid)]
     cmd += ["--", "setpriv", f"--reuid={server_uid}", f"--regid={server_uid}", "--clear-groups",
@@ -148,7 +141,7 @@ def bwrap_command(server_uid: int, child_uid: int, staged: Path, job_host: Path,
     return cmd
 
 
-def sandbox_env(sandboxed: bool, mpl_dir: str = MPL_INSIDE) -> dict[str, str]:
+def sandbox_env(sandboxed: bool, settings: GradingSettings, mpl_dir: str = MPL_INSIDE) -> dict[str, str]:
     """The environment of the kernel server (explicit: nothing else of the grader's leaks in)."""
     return {
         "PATH": f"{sys.prefix}/bin:/usr/bin:/bin",
@@ -164,7 +157,7 @@ def sandbox_env(sandboxed: bool, mpl_dir: str = MPL_INSIDE) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         **({"PYTHONPATH": COURSE_INSIDE} if sandboxed else {}),
-        **{k: v for k, v in os.environ.items() if k in LIMIT_VARIABLES},
+        **settings.sandbox_environment(),
     }
 
 
@@ -195,6 +188,7 @@ class KernelServer:
     index: int
     sandboxed: bool
     workdir: Path
+    settings: GradingSettings = field(default_factory=GradingSettings)
     proc: subprocess.Popen | None = None
     uid: int = 0
     child_uid: int = 0
@@ -213,7 +207,7 @@ class KernelServer:
         return self.workdir / "job"
 
     def start(self, mpl_cache: Path, staged: Path | None) -> "KernelServer":
-        """Start the server; a clear SandboxUnavailable (quoting its log) within START_TIMEOUT if it cannot."""
+        """Start the server; a clear SandboxUnavailable (quoting its log) within its start timeout if it cannot."""
         self._mpl_cache, self._staged = mpl_cache, staged
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o755)
@@ -230,11 +224,11 @@ class KernelServer:
             self.cgroup = Cgroup.create(f"{self.workdir.parent.name}-{self.workdir.name}")
             self.limits_note = "" if self.cgroup else ("no writable cgroups here: memory is bounded by address "
                                                        "space only (memfd and tmpfs pages are not counted)")
-            cmd = bwrap_command(self.uid, self.child_uid, staged, self.job_root, mpl, sys.executable)
+            cmd = bwrap_command(self.uid, self.child_uid, staged, self.job_root, mpl, sys.executable, self.settings)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             cmd = [sys.executable, "-m", "grading.instructor.runtime.zygote"]
-            env = dict(os.environ, **sandbox_env(False, str(mpl)), GRADING_SCRATCH=str(self.job_root))
+            env = dict(os.environ, **sandbox_env(False, self.settings, str(mpl)), GRADING_SCRATCH=str(self.job_root))
         group = self.cgroup
 
         def enter() -> None:
@@ -245,18 +239,19 @@ class KernelServer:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                                          preexec_fn=enter, start_new_session=True)
+        deadline = self.settings.server_start_timeout
         try:
-            reply = self._read(timeout=START_TIMEOUT)
+            reply = self._read(timeout=deadline)
         except SandboxUnavailable as exc:
             self.stop()
-            raise SandboxUnavailable(f"the kernel server did not start within {START_TIMEOUT:.0f} s ({exc}); "
+            raise SandboxUnavailable(f"the kernel server did not start within {deadline} s ({exc}); "
                                      f"its log says: {self.log_tail() or '(nothing)'}") from None
         if not reply.get("ready"):
             self.stop()
             raise SandboxUnavailable(f"the kernel server did not start: {self.log_tail()}")
         if self.cgroup is not None:
-            self.cgroup.limit(memory_bytes=self.cgroup.usage_bytes() + (MEMORY_MB + CGROUP_HEADROOM_MB) * 2**20,
-                              pids=NPROC + 16)
+            headroom = (self.settings.memory_mb + CGROUP_HEADROOM_MB) * 2**20
+            self.cgroup.limit(memory_bytes=self.cgroup.usage_bytes() + headroom, pids=self.settings.nproc + 16)
         return self
 
     def _fresh_job_area(self) -> None:
@@ -265,7 +260,7 @@ class KernelServer:
         shutil.rmtree(self.job_root, ignore_errors=True)
         self.job_root.mkdir()
         if self.sandboxed:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={JOB_DISK_MB}m,mode=0711,nosuid,nodev",
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.settings.disk_mb}m,mode=0711,nosuid,nodev",
                             "tmpfs", str(self.job_root)], check=False, capture_output=True, timeout=30)
         os.chmod(self.job_root, 0o711)
 

@@ -25,7 +25,6 @@ from nbformat import NotebookNode
 from .exercises import EXERCISES, Exercise
 from .messages import clean_text
 from .sandbox import KernelServer
-from .settings import EXERCISE_TIMEOUT
 
 SECRET_FILE = ".grading_secret"
 RESULT_LIMIT_BYTES = 8 * 2**20
@@ -107,8 +106,7 @@ def solution_sources(nb: NotebookNode) -> dict[str, str]:
     return {gid: "\n".join(parts) for gid, parts in sources.items()}
 
 
-def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: NotebookNode, seed: int,
-                    timeout_per_exercise: float = EXERCISE_TIMEOUT + 5) -> NotebookVerdicts:
+def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: NotebookNode, seed: int) -> NotebookVerdicts:
     """Verdicts for every test cell of the contract exercises in ``notebook``."""
     started = time.monotonic()
     result = NotebookVerdicts()
@@ -130,7 +128,7 @@ def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: No
             continue
         to_run.append((exercise, exercise.cases(seed)))
     if to_run:
-        observed = _run_harness(server, notebook, to_run, sources, setup_imports(nb), timeout_per_exercise)
+        observed = _run_harness(server, to_run, sources, setup_imports(nb), server.settings.exercise_timeout + 5)
         for exercise, cases in to_run:
             _judge(result, exercise, cases, observed.get(exercise.grade_id) or {"error": "the check returned nothing"})
     result.seconds = time.monotonic() - started
@@ -142,8 +140,7 @@ def _fail_all(result: NotebookVerdicts, exercise: Exercise, message: str) -> Non
         result.verdicts[tid] = message
 
 
-def _run_harness(server: KernelServer, notebook: str, to_run, sources: dict[str, str], imports: str,
-                 timeout: float) -> dict:
+def _run_harness(server: KernelServer, to_run, sources: dict[str, str], imports: str, timeout: float) -> dict:
     """Run the solution cells under the harness; its answer comes back through a pipe the server holds."""
     job = server.new_job()
     try:

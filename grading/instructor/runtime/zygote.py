@@ -40,12 +40,8 @@ import signal
 import sys
 import time
 
-LIMITS = {
-    "memory_mb": int(os.environ.get("GRADING_MEMORY_MB", "2048")),
-    "nproc": int(os.environ.get("GRADING_NPROC", "128")),
-    "cpu_seconds": int(os.environ.get("GRADING_CPU_SECONDS", "120")),
-    "file_mb": int(os.environ.get("GRADING_FILE_MB", "64")),
-}
+# Passed explicitly by the grader (GradingSettings.sandbox_environment): no defaults of their own here.
+LIMITS = {name: int(os.environ[f"GRADING_{name.upper()}"]) for name in ("memory_mb", "nproc", "cpu_seconds", "file_mb")}
 SCRATCH = os.environ.get("GRADING_SCRATCH", "/tmp")
 # The uid every child drops to (sandbox only); the server's own uid is another one.
 CHILD_UID = int(os.environ.get("GRADING_CHILD_UID", "0") or 0)
@@ -69,6 +65,7 @@ def preload() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.1).step()
 
     import grading.instructor.exercises  # noqa: F401
+    from grading.instructor.exercises.registry import ASSIGNMENTS
     import grading.instructor.runtime.harness  # noqa: F401
     import grading.student.checks  # noqa: F401
 
@@ -76,8 +73,7 @@ def preload() -> None:
     kernel_modules = ("ipykernel.debugger", "IPython.core.debugger", "IPython.extensions", "pdb", "debugpy",
                       "tornado.gen", "tornado.locks", "tornado.queues", "http.server", "xmlrpc.client",
                       "mimetypes", "faulthandler", "stringprep", "encodings.idna", "code", "pydoc",
-                      "grading.student.rnn_basics", "grading.student.hello_ohlol", "grading.student.lstm_gru",
-                      "grading.student.widgets", "ipywidgets")
+                      *(f"grading.student.{name}" for name in ASSIGNMENTS), "grading.student.widgets", "ipywidgets")
     for name in kernel_modules:
         try:
             __import__(name)

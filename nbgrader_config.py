@@ -2,8 +2,9 @@
 
 Course root = the directory nbgrader runs in (this file's directory for the instructor,
 the student workspace for students). The gradebook is ``gradebook.db`` in that root.
-Grading-only settings (sandbox, verifier) live in ``grading/instructor/settings.py``,
-which the Validate button never reads.
+Grading-only settings (sandbox, verifier, grader limits) are ``GradingSettings``
+(``grading/instructor/settings.py``), set in ``grading_config.py`` at the course root or by
+``GRADING_*`` environment variables: the Validate button never reads them.
 """
 
 c = get_config()  # noqa: F821 - provided by nbgrader

@@ -3,7 +3,6 @@ test cells, through plain nbgrader (with the course's nbgrader_config.py) and th
 
 import copy
 import csv
-import json
 
 import nbformat
 import pytest
@@ -47,7 +46,7 @@ def test_reference_solution_gets_full_marks(graded, assignment):
 
 @pytest.mark.parametrize("assignment", assignment_names())
 def test_untouched_release_gets_zero_on_every_graded_cell(graded, assignment):
-    for name, (score, _, cells) in scores(graded, assignment, "untouched").items():
+    for name, (_score, _, cells) in scores(graded, assignment, "untouched").items():
         assert all(v == 0 for v in cells.values()), f"{name}: {cells}"
 
 
@@ -56,7 +55,8 @@ def test_deleted_test_cells_are_restored_and_graded(graded, assignment):
     for name, (score, max_score, cells) in scores(graded, assignment, "deleted_tests").items():
         assert score == max_score, f"{name}: deleted test cells were not restored: {cells}"
         autograded = nbformat.read(graded / "autograded" / "deleted_tests" / assignment / f"{name}.ipynb", as_version=4)
-        graded_ids = [c.metadata["nbgrader"]["grade_id"] for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        graded_ids = [c.metadata["nbgrader"]["grade_id"] for c in autograded.cells
+                      if c.metadata.get("nbgrader", {}).get("grade")]
         assert sorted(graded_ids) == sorted(cells)
 
 
@@ -72,7 +72,8 @@ def test_plain_nbgrader_restores_deleted_test_cells_too(tmp_path):
 
 
 def test_grade_writes_grades_csv_with_one_row_per_student(graded):
-    rows = list(csv.DictReader(open(graded / "reports" / "grades.csv")))
+    with open(graded / "reports" / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
     assert sorted(r["student"] for r in rows) == ["deleted_tests", "reference", "untouched"]
     columns = set(rows[0]) - {"student", "total", "grading_error"}
     assert columns == {f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)}

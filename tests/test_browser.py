@@ -206,7 +206,7 @@ class Lab:
     token: str
     proc: subprocess.Popen
     log: Path
-    instructor: "Instructor"
+    instructor: Instructor
 
     def url(self, path: str = "") -> str:
         sep = "&" if "?" in path else "?"
@@ -251,13 +251,14 @@ class Instructor(threading.Thread):
             with open(self.root / "nbgrader_config.py", "a") as f:
                 f.write(f"\nc.Exchange.root = {str(self.exchange)!r}\n")
             nbgrader("release_assignment", self.assignment, root=self.root)
-        except BaseException as exc:  # noqa: BLE001 - pytest.fail raises a BaseException; re-raised in the test
+        except BaseException as exc:  # pytest.fail raises a BaseException; re-raised in the test
             self.error = exc
 
     def ready(self) -> Path:
         self.join(INSTRUCTOR_PREP)
         if self.is_alive():
-            pytest.fail(f"the instructor course (new_course + nbgrader release_assignment) took over {INSTRUCTOR_PREP} s")
+            pytest.fail(f"the instructor course (new_course + nbgrader release_assignment) "
+                        f"took over {INSTRUCTOR_PREP} s")
         if self.error is not None:
             raise self.error
         return self.root
@@ -413,7 +414,7 @@ def page(request, lab, browser, outcomes):
             try:
                 open_page.screenshot(path=str(folder / f"page{i}.png"), timeout=10_000)
                 (folder / f"page{i}.html").write_text(open_page.content())
-            except Exception as exc:  # noqa: BLE001 - best effort: the test already failed
+            except Exception as exc:  # best effort: the test already failed
                 (folder / f"page{i}.error.txt").write_text(repr(exc))
         (folder / "console.txt").write_text("\n".join(messages))
         (folder / "server.log").write_text(lab.log_tail(200_000))
@@ -569,7 +570,8 @@ def test_student_solves_and_validates(lab, page, assignment):
     assert "passes all the tests" in text, text
     saved = saved_sources(lab.workspace / "assignments" / p.path)
     for ex in p.exercises:
-        assert saved[ex.grade_id].strip() == ex.answer.strip(), f"{ex.grade_id}: the saved cell differs from what was typed"
+        assert saved[ex.grade_id].strip() == ex.answer.strip(), (
+            f"{ex.grade_id}: the saved cell differs from what was typed")
 
     gid, source = wrong_source(p)
     wrong_ex = next(ex for ex in p.exercises if ex.grade_id == gid)
@@ -627,7 +629,8 @@ def test_assignment_fetched_validated_submitted_and_graded(lab, page):
     open_lab(page, lab, None)
     page.locator("#jp-MainMenu .lm-MenuBar-item", has_text=re.compile(r"^Nbgrader$")).click()
     for instructor_only in ("open-formgrader", "open-formgrader-local", "open-course-list", "open-create-assignment"):
-        expect(page.locator(f'.lm-Menu li[data-command="nbgrader:{instructor_only}"]:not(.lm-mod-hidden)')).to_have_count(0)
+        item = page.locator(f'.lm-Menu li[data-command="nbgrader:{instructor_only}"]:not(.lm-mod-hidden)')
+        expect(item).to_have_count(0)
     page.locator('.lm-Menu li[data-command="nbgrader:open-assignment-list"]').click()
     with pytest.raises(urllib.error.HTTPError, match="404"):
         lab.request("GET", "formgrader")  # the formgrader server extension is off too

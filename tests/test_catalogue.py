@@ -13,8 +13,8 @@ def run_answer(answer):
     """Run the answer with exactly the names its notebook's setup cells import, as a student's kernel would."""
     exercise = EXERCISES[answer.exercise]
     namespace: dict = {}
-    exec(setup_imports(source_nb(exercise.assignment, exercise.notebook)), namespace)  # noqa: S102
-    exec(answer.source, namespace)  # noqa: S102
+    exec(setup_imports(source_nb(exercise.assignment, exercise.notebook)), namespace)
+    exec(answer.source, namespace)
     messages = {}
     for test_id in exercise.test_ids:
         try:
@@ -32,6 +32,8 @@ def test_catalogue_answer_gets_the_verdict_it_deserves(answer):
     if answer.correct:
         assert not failed, f"a correct answer ({answer.description}) failed: {messages}"
         return
-    assert set(failed) == set(answer.fails), f"{answer.description}: failed {failed}, expected {answer.fails}: {messages}"
+    assert set(failed) == set(answer.fails), (
+        f"{answer.description}: failed {failed}, expected {answer.fails}: {messages}")
     for test_id in failed:
-        assert answer.message in messages[test_id], f"{test_id}: {messages[test_id]!r} does not name the fault ({answer.message!r})"
+        assert answer.message in messages[test_id], (
+            f"{test_id}: {messages[test_id]!r} does not name the fault ({answer.message!r})")

@@ -5,12 +5,19 @@ Each cheat is appended to the solution cell of an exercise, once with a wrong an
 with a correct one, and the whole set is graded in one class run through ``python -m grading grade``.
 """
 
-import re
-
 import pytest
 
-from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, results, solution_source, source_nb,
-                      submit, with_solution)
+from conftest import (
+    QUICK_LIMITS,
+    REPO,
+    gradebook_scores,
+    grading,
+    new_course,
+    results,
+    source_nb,
+    submit,
+    with_solution,
+)
 from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 
@@ -18,9 +25,11 @@ pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to en
 
 CHEATS = {
     "input_transformer": 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])',
-    "custom_exc": "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)",
+    "custom_exc": ("get_ipython().set_custom_exc((BaseException,), "
+                   "lambda shell, etype, value, tb, tb_offset=None: None)"),
     "showtraceback": "get_ipython().showtraceback = lambda *args, **kwargs: None",
-    "patched_comparisons": ("import numpy\ntorch.allclose = lambda *a, **k: True\nnumpy.allclose = lambda *a, **k: True\n"
+    "patched_comparisons": ("import numpy\ntorch.allclose = lambda *a, **k: True\n"
+                            "numpy.allclose = lambda *a, **k: True\n"
                             "torch.testing.assert_close = lambda *a, **k: None\n"
                             "torch.Tensor.abs = lambda self: torch.zeros_like(self)\n"
                             "torch.Tensor.max = lambda self, *a, **k: torch.zeros((), dtype=self.dtype)"),
@@ -42,7 +51,8 @@ TARGETS = {
 
 def _answers(grade_id):
     correct = answers_for(grade_id, correct=True)[0]
-    wrong = next(a for a in answers_for(grade_id, correct=False) if not EXERCISES[grade_id].scratch_violation_in_source(a.source))
+    wrong = next(a for a in answers_for(grade_id, correct=False)
+                 if not EXERCISES[grade_id].scratch_violation_in_source(a.source))
     return correct, wrong
 
 
@@ -69,7 +79,8 @@ def cheating_run(tmp_path_factory):
     assignments = sorted({p[0] for p in PLAN.values()})
     course = new_course(tmp_path_factory.mktemp("cheating"), assignments)
     for student, (assignment, notebook, grade_id, _, source) in PLAN.items():
-        submit(course, student, assignment, {notebook: with_solution(source_nb(assignment, notebook), grade_id, source)})
+        notebook_with_cheat = with_solution(source_nb(assignment, notebook), grade_id, source)
+        submit(course, student, assignment, {notebook: notebook_with_cheat})
     for assignment in assignments:
         honest = {n: source_nb(assignment, n) for n in [p[1] for p in PLAN.values() if p[0] == assignment][:1]}
         submit(course, "honest", assignment, honest)
@@ -92,7 +103,7 @@ def test_cheat_gets_what_the_code_deserves_and_is_flagged(cheating_run, student)
 
 def test_honest_reference_keeps_full_marks_and_is_not_flagged(cheating_run):
     for assignment in sorted({p[0] for p in PLAN.values()}):
-        for notebook, nb in results(cheating_run, assignment, "honest")["notebooks"].items():
+        for nb in results(cheating_run, assignment, "honest")["notebooks"].values():
             if nb.get("anomalies"):
                 continue  # a notebook the honest student did not submit here
             assert nb["score"] == nb["max_score"] and not nb["flags"], nb
@@ -118,4 +129,5 @@ def test_feedback_never_shows_hidden_tests_or_what_the_kernel_printed(cheating_r
         text = page.read_text()
         leaked = [line for line in hidden if line in text] + [code for code in encoded if code in text]
         assert not leaked, f"{page} shows hidden test text: {leaked[:3]}"
-        assert "LEAK</" not in text and "LEAK " not in text.replace("'LEAK'", ""), f"{page}: kernel output reached feedback"
+        assert "LEAK</" not in text and "LEAK " not in text.replace("'LEAK'", ""), (
+            f"{page}: kernel output reached feedback")

@@ -43,8 +43,9 @@ def test_unknown_student(course):
 
 
 def test_root_is_accepted_after_the_command(course, tmp_path):
-    from conftest import run
     import sys
+
+    from conftest import run
 
     out = run([sys.executable, "-m", "grading", "grade", "no_such_assignment", "--root", str(course)], cwd=tmp_path,
               check=False)
@@ -73,4 +74,5 @@ def test_help_shows_every_default_and_the_exit_status_table():
         assert "--root" in helptext, name
         for action in parser._actions:
             if action.option_strings and action.default not in (None, False, "==SUPPRESS==") and action.dest != "help":
-                assert "(default:" in (action.help and parser._get_formatter()._expand_help(action) or ""), (name, action.dest)
+                shown = action.help and parser._get_formatter()._expand_help(action) or ""
+                assert "(default:" in shown, (name, action.dest)

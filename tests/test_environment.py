@@ -7,8 +7,8 @@ from conftest import REPO
 
 
 def pins():
-    lines = [l.split("#")[0].strip() for l in (REPO / "requirements.txt").read_text().splitlines()]
-    return [l for l in lines if l]
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    return [line for line in lines if line]
 
 
 def test_requirements_are_exact_pins():
@@ -29,13 +29,13 @@ def test_conda_environment_installs_the_same_pins():
 
 
 def test_readme_starts_with_the_two_commands():
-    first = [l.strip() for l in (REPO / "README.md").read_text().splitlines()[:5] if l.strip()]
+    first = [line.strip() for line in (REPO / "README.md").read_text().splitlines()[:5] if line.strip()]
     assert first[1].startswith("make demo") and first[2].startswith("make test")
 
 
 def test_ci_only_runs_the_readme_test_command():
     script = (REPO / ".ci" / "run").read_text()
-    commands = [l.strip() for l in script.splitlines() if l.strip() and not l.strip().startswith("#")]
+    commands = [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]
     assert "make test" in commands
     assert not any("pytest" in c or "python" in c for c in commands)
 

@@ -27,8 +27,9 @@ REF = source_nb(A, NB)
 FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}
 ALL_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 0.0}
 CHEAT = 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])'
-BLANK_CHEAT = with_solution(with_solution(REF, "rnn_cell_step", "def rnn_cell_step(*args):\n    raise NotImplementedError()\n"
-                                          + CHEAT), "run_cell", "def run_cell(*args):\n    raise NotImplementedError()\n")
+BLANK_CHEAT = with_solution(
+    with_solution(REF, "rnn_cell_step", "def rnn_cell_step(*args):\n    raise NotImplementedError()\n" + CHEAT),
+    "run_cell", "def run_cell(*args):\n    raise NotImplementedError()\n")
 OPTIONS = GradeOptions(jobs=1, quiet=True)
 
 

@@ -45,7 +45,8 @@ def test_type_and_dtype_checks_and_stub_message():
 
 def test_compare_table_verdicts():
     a = torch.ones(3, dtype=torch.float64)
-    table = checks.compare_table({"i": (a, a), "f": (a + 1e-8, a), "g": (a * 2, a), "o": (torch.ones(2, dtype=torch.float64), a)})
+    table = checks.compare_table({"i": (a, a), "f": (a + 1e-8, a), "g": (a * 2, a),
+                                  "o": (torch.ones(2, dtype=torch.float64), a)})
     lines = dict(line.split(None, 1) for line in table.splitlines())
     assert lines["i"].startswith("exact") and lines["f"].startswith("close")
     assert lines["g"].startswith("WRONG") and "shape" in lines["o"]
@@ -82,7 +83,8 @@ def test_normalize_restores_deleted_and_edited_cells_and_keeps_extras():
 def test_normalize_merges_split_solution_cells():
     release = source_nb("rnn_basics", "rnn_cell")
     sub = release_of(release)
-    index = next(i for i, c in enumerate(sub.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "rnn_cell_step")
+    index = next(i for i, c in enumerate(sub.cells)
+                 if c.metadata.get("nbgrader", {}).get("grade_id") == "rnn_cell_step")
     first = nbformat.from_dict(json.loads(json.dumps(sub.cells[index])))
     first.source = "import math"
     sub.cells.insert(index, first)

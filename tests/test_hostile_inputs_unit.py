@@ -510,7 +510,7 @@ def test_clean_text_cases():
     assert len(big) == 300 and big.endswith("…")
     assert messages.clean_text("abcdef", limit=4) == "abc…"
     assert messages.clean_text("abcd", limit=4) == "abcd"
-    ten = "\n".join("line%d" % i for i in range(10))
+    ten = "\n".join(f"line{i}" for i in range(10))
     assert messages.clean_text(ten) == "line0\nline1\nline2\nline3\nline4…"
     assert messages.clean_text(ten, lines=2) == "line0\nline1…"
     assert messages.clean_text(ten, 1000, lines=20) == ten

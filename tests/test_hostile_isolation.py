@@ -16,8 +16,18 @@ import sqlite3
 import nbformat
 import pytest
 
-from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, results, solution_source, source_nb,
-                      submit, with_solution)
+from conftest import (
+    QUICK_LIMITS,
+    REPO,
+    gradebook_scores,
+    grading,
+    new_course,
+    results,
+    solution_source,
+    source_nb,
+    submit,
+    with_solution,
+)
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
@@ -59,7 +69,7 @@ for label, action in [("mkdir_job", lambda: os.makedirs('/job/00004-verify-rnn_c
 subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: open("/tmp/daemon", "a").write("x"); time.sleep(0.1)'],
                  start_new_session=True)
 print("PLANT", json.dumps(seen))
-"""
+"""  # noqa: E501 - the submitted cell, kept verbatim
 OBSERVE = """
 import json, os
 seen = {"tmp": sorted(n for n in os.listdir('/tmp') if os.lstat('/tmp/' + n).st_uid == os.getuid()),
@@ -176,8 +186,14 @@ def write_class(course):
                 path.unlink()
             if isinstance(content, tuple):
                 kind, target = content
-                {"symlink": lambda: os.symlink(target, path), "fifo": lambda: os.mkfifo(path),
-                 "dir": lambda: path.mkdir()}[kind]()
+                if kind == "symlink":
+                    os.symlink(target, path)
+                elif kind == "fifo":
+                    os.mkfifo(path)
+                elif kind == "dir":
+                    path.mkdir()
+                else:
+                    raise KeyError(kind)
             elif isinstance(content, str):
                 path.write_text(content)
             else:
@@ -218,11 +234,13 @@ RUNS = ["serial_run", "parallel_run"]
 
 
 def _grading_mounts_and_cgroups() -> set[str]:
-    mounts = {line.split()[1] for line in open("/proc/mounts") if "rnn-grading-" in line}
+    with open("/proc/mounts") as f:
+        mounts = {line.split()[1] for line in f if "rnn-grading-" in line}
     groups = set()
     for hierarchy in ("memory", "pids"):
         base = f"/sys/fs/cgroup/{hierarchy}/rnn-grading"
-        groups |= {f"{base}/{n}" for n in os.listdir(base) if os.path.isdir(f"{base}/{n}")} if os.path.isdir(base) else set()
+        if os.path.isdir(base):
+            groups |= {f"{base}/{n}" for n in os.listdir(base) if os.path.isdir(f"{base}/{n}")}
     return mounts | groups
 
 
@@ -333,7 +351,8 @@ def test_no_sandbox_process_mount_or_cgroup_outlives_the_run(serial_run, paralle
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                status = open(f"/proc/{entry}/status").read()
+                with open(f"/proc/{entry}/status") as f:
+                    status = f.read()
             except OSError:
                 continue
             if 61000 <= int(status.split("Uid:")[1].split()[0]) < 61100:

@@ -13,8 +13,18 @@ import sqlite3
 import nbformat
 import pytest
 
-from conftest import (QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, results, solution_source, source_nb, submit,
-                      with_solution)
+from conftest import (
+    QUICK_LIMITS,
+    REPO,
+    gradebook_scores,
+    grading,
+    new_course,
+    results,
+    solution_source,
+    source_nb,
+    submit,
+    with_solution,
+)
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
@@ -60,7 +70,8 @@ print("SNOOP", __import__("json").dumps(seen))
 def hostile_notebooks(course):
     """student -> (notebooks to submit, or raw files), expected test cell scores, expected reason substring."""
     paths = {"SOURCE": str(course / "source"), "COURSE": str(course), "OTHER": str(course / "submitted" / "honest_a"),
-             "GRADEBOOK": str(course / "gradebook.db"), "INSTRUCTOR": str(REPO / "grading" / "instructor" / "catalogue")}
+             "GRADEBOOK": str(course / "gradebook.db"),
+             "INSTRUCTOR": str(REPO / "grading" / "instructor" / "catalogue")}
     snoop = "".join(f"{k} = {v!r}\n" for k, v in paths.items()) + SNOOP
     dup = nbformat.from_dict(json.loads(json.dumps(REF)))
     step_cell = next(c for c in dup.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "rnn_cell_step")
@@ -77,22 +88,28 @@ def hostile_notebooks(course):
         if meta.get("grade") or (meta.get("locked") and cell.cell_type == "code"):
             cell.source = "pass"
     return {
-        "loop": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nwhile True:\n    pass\n")}, STEP_ZERO, "did not finish"),
-        "unkillable_loop": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nwhile True:\n    try:\n        while True:\n"
-                                              "            pass\n    except BaseException:\n        pass\n")},
+        "loop": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nwhile True:\n    pass\n")}, STEP_ZERO,
+                 "did not finish"),
+        "unkillable_loop": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nwhile True:\n    try:\n"
+                                              "        while True:\n            pass\n"
+                                              "    except BaseException:\n        pass\n")},
                             STEP_ZERO, "did not finish"),
         "memory_bomb": ({NB: with_solution(REF, "run_cell", RUN + "\nblobs = []\nwhile True:\n"
                                            "    blobs.append(bytearray(64 * 2**20))\n")}, RUN_ZERO, "MemoryError"),
-        "os_exit": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nimport os\nos._exit(3)\n")}, STEP_ZERO, "ended the process"),
-        "system_exit": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nraise SystemExit(1)\n")}, STEP_ZERO, "SystemExit"),
+        "os_exit": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nimport os\nos._exit(3)\n")}, STEP_ZERO,
+                    "ended the process"),
+        "system_exit": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nraise SystemExit(1)\n")}, STEP_ZERO,
+                        "SystemExit"),
         "keyboard_interrupt": ({NB: with_solution(REF, "run_cell", RUN + "\nraise KeyboardInterrupt\n")}, RUN_ZERO,
                                "KeyboardInterrupt"),
         "fork_storm": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nimport os, time\nfor _ in range(1000):\n"
                                           "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
                                           "    if pid == 0:\n        time.sleep(300)\n        os._exit(0)\n"
-                                          "raise RuntimeError('fork storm over')\n")}, STEP_ZERO, "raised RuntimeError"),
+                                          "raise RuntimeError('fork storm over')\n")},
+                       STEP_ZERO, "raised RuntimeError"),
         "huge_output": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nprint('x' * (16 * 2**20))\n")}, FULL, None),
-        "stderr_spam": ({NB: with_solution(REF, "rnn_cell_step", STEP + "\nimport sys\nsys.stderr.write('noise\\n' * 200000)\n")},
+        "stderr_spam": ({NB: with_solution(REF, "rnn_cell_step",
+                                           STEP + "\nimport sys\nsys.stderr.write('noise\\n' * 200000)\n")},
                         FULL, None),
         "invalid_json": ({f"{NB}.ipynb": json.dumps(REF)[:-300]}, ALL_ZERO, "not valid JSON"),
         "format_version": ({f"{NB}.ipynb": json.dumps(dict(json.loads(nbformat.writes(REF)), nbformat=5))}, ALL_ZERO,
@@ -190,7 +207,8 @@ def test_no_student_process_outlives_the_run(hostile_run):
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                status = open(f"/proc/{entry}/status").read()
+                with open(f"/proc/{entry}/status") as f:
+                    status = f.read()
             except OSError:
                 continue
             uid = int(status.split("Uid:")[1].split()[0])

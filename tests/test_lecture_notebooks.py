@@ -36,7 +36,8 @@ IDS = [nb.stem for nb in NOTEBOOKS]
 
 # The function or class each graded exercise defines: no lecture may define one, whatever its kind.
 GRADED_NAMES = frozenset(exercise.name for exercise in EXERCISES.values())
-GLOSSARY_TERMS = ("循环神经网络", "隐藏层", "嵌入层", "遗忘门", "输入门", "输出门", "独热向量", "权重共享", "梯度消失", "序列")
+GLOSSARY_TERMS = ("循环神经网络", "隐藏层", "嵌入层", "遗忘门", "输入门", "输出门",
+                  "独热向量", "权重共享", "梯度消失", "序列")
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -81,7 +82,7 @@ def nbval_runs():
     # would report as an unexpected output: build the cache first.
     subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], check=True, capture_output=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(IDS, pool.map(_run_nbval, NOTEBOOKS)))
+        results = dict(zip(IDS, pool.map(_run_nbval, NOTEBOOKS), strict=True))
     return results
 
 
@@ -149,7 +150,8 @@ def test_committed_notebooks_stay_small():
         for cell in _code_cells(_read(notebook)):
             for out in cell.outputs:
                 png = out.get("data", {}).get("image/png", "")
-                assert len(png) < 120_000, f"{notebook.name}: a {len(png) // 1000} kB image; lower the figure size or dpi"
+                assert len(png) < 120_000, (
+                    f"{notebook.name}: a {len(png) // 1000} kB image; lower the figure size or dpi")
 
 
 # --------------------------------------------------------------------------- (c) structure

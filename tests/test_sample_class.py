@@ -58,9 +58,11 @@ def test_every_student_gets_what_their_answers_deserve(graded_class, assignment)
 
 def test_grades_csv_has_one_row_per_student_and_a_column_per_notebook(graded_class):
     course, _ = graded_class
-    rows = list(csv.DictReader(open(course / "reports" / "grades.csv")))
+    with open(course / "reports" / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == SIZE
-    expected = ["student"] + [f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)] + ["total", "grading_error"]
+    columns = [f"{a}/{n}" for a in assignment_names() for n in notebook_names(a)]
+    expected = ["student", *columns, "total", "grading_error"]
     assert list(rows[0]) == expected
 
 

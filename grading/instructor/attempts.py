@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import OperationalError

@@ -29,8 +29,15 @@ from .course import CourseError, open_api, working_directory
 from .messages import clean_text
 from .pool import TaskFailure, WorkerPool
 from .records import SubmissionResult, write_result
-from .sandbox import (UNSANDBOXED_EXPOSURE, KernelServer, SandboxUnavailable, build_mpl_cache, cleanup_scratch,
-                      sandbox_problem, stage_package)
+from .sandbox import (
+    UNSANDBOXED_EXPOSURE,
+    KernelServer,
+    SandboxUnavailable,
+    build_mpl_cache,
+    cleanup_scratch,
+    sandbox_problem,
+    stage_package,
+)
 from .settings import GradingSettings, grading_config, load_settings
 from .submissions import stage, students_with
 from .tamper import scan_cells
@@ -89,16 +96,13 @@ def secret_lines(root: Path, assignment: str) -> set[str]:
     return lines
 
 
-hidden_lines = secret_lines
-
-
 def scrub(message: str, secrets_: set[str]) -> str:
     if any(line in message for line in secrets_):
         return "the test failed (its details quote hidden tests and are withheld)"
     return message
 
 
-def student_message(value, secrets_: set[str], limit: int = MESSAGE_LIMIT) -> str:
+def student_message(value: object, secrets_: set[str], limit: int = MESSAGE_LIMIT) -> str:
     """A message a student may read: bounded, valid UTF-8, and quoting nothing hidden."""
     return scrub(clean_text(value, limit), secrets_)
 

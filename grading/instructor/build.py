@@ -40,7 +40,8 @@ def source_problems(path: Path) -> list[str]:
                 problems.append(f"{path}: test cell {gid!r} has no points")
             visible = cell.source.split(HIDDEN_BEGIN)[0]
             if not any(line.strip() and not line.strip().startswith(("#", '"""')) for line in visible.splitlines()):
-                problems.append(f"{path}: test cell {gid!r} has no visible check (the unanswered release would pass it)")
+                problems.append(f"{path}: test cell {gid!r} has no visible check "
+                                "(the unanswered release would pass it)")
         if meta.get("solution") and cell.cell_type == "code" and "### BEGIN SOLUTION" not in cell.source:
             problems.append(f"{path}: solution cell {gid!r} has no '### BEGIN SOLUTION' region")
     return problems
@@ -63,7 +64,8 @@ def build_release(root: Path, only: list[str] | None = None) -> list[Path]:
                 shutil.rmtree(target)
             result = api.generate_assignment(name, force=True, create=True)
             if not result["success"]:
-                raise CourseError(f"nbgrader generate_assignment {name} failed:\n{result.get('log', '')}{result.get('error', '')}")
+                raise CourseError(f"nbgrader generate_assignment {name} failed:\n"
+                                  f"{result.get('log', '')}{result.get('error', '')}")
             for leftover in target.rglob("__pycache__"):
                 shutil.rmtree(leftover)
             written += sorted(target.glob("*.ipynb"))

@@ -77,7 +77,8 @@ def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
     shutil.copytree(repo / "notebooks", out / "lectures", ignore=shutil.ignore_patterns(
         "__pycache__", ".ipynb_checkpoints", "*.cfg"))
     shutil.copytree(PACKAGE_ROOT / "grading" / "student", out / "grading" / "student", ignore=ignore)
-    (out / "grading" / "__init__.py").write_text('"""The RNN course\'s checks and lecture widgets (grading.student)."""\n')
+    (out / "grading" / "__init__.py").write_text(
+        '"""The RNN course\'s checks and lecture widgets (grading.student)."""\n')
     shutil.copy2(repo / "requirements.txt", out / "requirements.txt")
     (out / "pyproject.toml").write_text(PYPROJECT)
     (out / "README.md").write_text(STUDENT_README)

@@ -29,7 +29,7 @@ class Cgroup:
     v2: bool
 
     @classmethod
-    def create(cls, name: str, root: Path = ROOT) -> "Cgroup | None":
+    def create(cls, name: str, root: Path = ROOT) -> Cgroup | None:
         """A fresh group ``rnn-grading/<name>``, or None when this machine gives us no writable cgroups."""
         if (root / "memory" / "memory.limit_in_bytes").exists() and (root / "pids").is_dir():
             group = cls(root / "memory" / PARENT / name, root / "pids" / PARENT / name, v2=False)
@@ -67,15 +67,6 @@ class Cgroup:
                 (self.memory / "memory.swap.max").write_text("0")
         if pids is not None:
             (self.pids / "pids.max").write_text(str(pids))
-
-    def oom_kills(self) -> int:
-        """How many times the kernel's OOM killer acted in this group (v1: limit hits)."""
-        if self.v2:
-            for line in _read(self.memory / "memory.events").splitlines():
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-            return 0
-        return int(_read(self.memory / "memory.failcnt") or 0)
 
     def remove(self) -> None:
         """Kill whatever is still in the group, then delete it."""

@@ -39,7 +39,7 @@ def _root(args) -> Path:
     return Path(args.root).resolve()
 
 
-def cmd_release(args) -> int:
+def cmd_release(args: argparse.Namespace) -> int:
     from .build import build_release
 
     root = _root(args)
@@ -80,7 +80,7 @@ def _summarise(results) -> int:
     return len(errors)
 
 
-def cmd_grade(args) -> int:
+def cmd_grade(args: argparse.Namespace) -> int:
     from .autograde import grade
 
     root = _root(args)
@@ -92,12 +92,12 @@ def cmd_grade(args) -> int:
     return EXIT_GRADING_ERRORS if errors else 0
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     _finish_reports(_root(args))
     return 0
 
 
-def cmd_sample_class(args) -> int:
+def cmd_sample_class(args: argparse.Namespace) -> int:
     from .sample_class import roster, write_class
 
     root = _root(args)
@@ -106,7 +106,7 @@ def cmd_sample_class(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from .autograde import grade
     from .build import build_release
     from .course import make_demo_course
@@ -133,19 +133,20 @@ def cmd_demo(args) -> int:
     return EXIT_GRADING_ERRORS if errors else 0
 
 
-def cmd_solutions(args) -> int:
+def cmd_solutions(args: argparse.Namespace) -> int:
     import subprocess
 
     from .course import load_config
 
     root = _root(args)
     load_config(root)  # a clear error when this is not a course root
-    code = subprocess.call([sys.executable, "-m", "nbgrader", "generate_solution", args.assignment, "--force"], cwd=root)
+    code = subprocess.call([sys.executable, "-m", "nbgrader", "generate_solution", args.assignment, "--force"],
+                           cwd=root)
     print(f"solutions in {root / 'solution' / args.assignment}" if code == 0 else "nbgrader generate_solution failed")
     return code
 
 
-def cmd_bundle(args) -> int:
+def cmd_bundle(args: argparse.Namespace) -> int:
     from .bundle import build_bundle
 
     out = build_bundle(_root(args), Path(args.out).resolve())
@@ -153,7 +154,7 @@ def cmd_bundle(args) -> int:
     return 0
 
 
-def cmd_lab(args) -> int:
+def cmd_lab(args: argparse.Namespace) -> int:
     import secrets
     import subprocess
 
@@ -167,13 +168,13 @@ def cmd_lab(args) -> int:
     return subprocess.call(cmd, cwd=workspace, env=env)
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     return EXIT_CHECK_FAILED if run_bench(_root(args), Path(args.out).resolve(), args.size) else EXIT_OK
 
 
-def cmd_calibrate(args) -> int:
+def cmd_calibrate(args: argparse.Namespace) -> int:
     """Retrain the reference and the known-bad variants of every training exercise; print pass rates."""
     import torch
 

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
@@ -42,11 +43,13 @@ def open_api(root: Path, extra: Config | None = None) -> NbGraderAPI:
 def assignments(root: Path) -> list[str]:
     """Assignment ids: the folders of source/."""
     source = root / "source"
-    return sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")) if source.exists() else []
+    if not source.exists():
+        return []
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 @contextlib.contextmanager
-def working_directory(path: Path):
+def working_directory(path: Path) -> Iterator[None]:
     """nbgrader resolves some paths against the working directory: run inside the course root."""
     old = os.getcwd()
     os.chdir(path)
@@ -62,4 +65,5 @@ def make_demo_course(repo: Path, demo: Path) -> None:
         shutil.rmtree(demo)
     demo.mkdir(parents=True)
     shutil.copy2(repo / "nbgrader_config.py", demo / "nbgrader_config.py")
-    shutil.copytree(repo / "source", demo / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(repo / "source", demo / "source",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))

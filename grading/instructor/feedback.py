@@ -132,7 +132,7 @@ class TrustedOutputs(NbGraderPreprocessor):
     """Replace every code cell's outputs: the course's verdict on test cells, nothing elsewhere;
     make markdown cells and grader comments safe to render."""
 
-    def preprocess(self, nb: NotebookNode, resources):
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         info = resources.get("nbgrader", {})
         root = Path(CourseDirectory(config=self.config).root)
         path = results_path(root, info.get("assignment", ""), info.get("student", ""))

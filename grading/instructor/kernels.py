@@ -16,7 +16,6 @@ import signal
 import stat
 import threading
 import time
-from pathlib import Path
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from nbformat import NotebookNode
@@ -42,7 +41,7 @@ class ServerKernelManager:
     def has_kernel(self) -> bool:
         return self.pid is not None
 
-    def start_kernel(self, **_ignored) -> None:
+    def start_kernel(self, **_ignored: object) -> None:
         info = {"transport": "ipc", "ip": f"{self.job.inside}/k", "shell_port": 1, "iopub_port": 2,
                 "stdin_port": 3, "control_port": 4, "hb_port": 5, "key": secrets.token_hex(16),
                 "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
@@ -51,7 +50,8 @@ class ServerKernelManager:
             f.write(json.dumps(info))
             if self.server.sandboxed:
                 os.fchown(f.fileno(), self.server.child_uid, self.server.child_uid)
-        self.pid = self.server.call(cmd="kernel", dir=self.job.inside, connection_file=f"{self.job.inside}/kernel.json")["pid"]
+        self.pid = self.server.call(cmd="kernel", dir=self.job.inside,
+                                    connection_file=f"{self.job.inside}/kernel.json")["pid"]
         self._await_sockets(range(1, 6))
         self.connection_info = dict(info, ip=str(self.job.host / "k"))
 
@@ -104,7 +104,8 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute with server-forked kernels, a notebook deadline and an output cap."""
 
     notebook_timeout = Integer(GradingSettings.notebook_timeout.default_value,
-                               help="Wall-clock seconds for a whole notebook (set from GradingSettings).").tag(config=True)
+                               help="Wall-clock seconds for a whole notebook "
+                                    "(set from GradingSettings).").tag(config=True)
     max_output_bytes = Integer(GradingSettings.output_limit_bytes.default_value,
                                help="Output kept per cell (set from GradingSettings).").tag(config=True)
 
@@ -114,7 +115,7 @@ class SandboxedExecute(Execute):
     incidents: dict[str, str] = {}
     durations: dict[str, float] = {}
 
-    def preprocess(self, nb: NotebookNode, resources, km=None):
+    def preprocess(self, nb: NotebookNode, resources: dict, km: object = None) -> tuple[NotebookNode, dict]:
         cls = type(self)
         if cls.server is None:
             raise RuntimeError("SandboxedExecute needs a kernel server (run through python -m grading grade)")
@@ -149,11 +150,12 @@ class SandboxedExecute(Execute):
             cls.server.finish_job(job)
             cls.durations[notebook] = round(time.monotonic() - started, 3)
 
-    def preprocess_cell(self, cell, resources, index):
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         self._executed.add(index)
         return super().preprocess_cell(cell, resources, index)
 
-    def output(self, outs, msg, display_id, cell_index):
+    def output(self, outs: list[NotebookNode], msg: dict, display_id: str | None,
+               cell_index: int) -> NotebookNode | None:
         size = len(json.dumps(msg.get("content", {}), default=str))
         used = self._output_bytes.get(cell_index, 0)
         self._output_bytes[cell_index] = used + size

@@ -33,7 +33,7 @@ def _as_str(value: object) -> str:
 def _unprintable(value: object) -> str:
     try:
         name = type(value).__name__
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a hostile metaclass may raise anything
         name = ""
     if not isinstance(name, str) or not _TYPE_NAME.fullmatch(name):
         return "<unprintable object>"

@@ -37,7 +37,8 @@ def _is_solution(cell) -> bool:
     return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
 
 
-def normalize(submission: nbformat.NotebookNode, release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+def normalize(submission: nbformat.NotebookNode,
+              release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
     """Return the submission rebuilt on the release's layout, and the list of repairs made.
 
     Both notebooks are nbformat v4 nodes; the submission is not modified.
@@ -100,7 +101,7 @@ def normalize(submission: nbformat.NotebookNode, release: nbformat.NotebookNode)
 class RestoreLayout(NbGraderPreprocessor):
     """nbgrader sanitize step: rebuild the submission on ``release/<assignment>/<notebook>.ipynb``."""
 
-    def preprocess(self, nb, resources):
+    def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[nbformat.NotebookNode, dict]:
         info = resources.get("nbgrader", {})
         coursedir = CourseDirectory(config=self.config)
         path = os.path.join(

@@ -21,9 +21,10 @@ import signal
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any
 
 INIT_TIMEOUT = 120.0
 
@@ -86,7 +87,8 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main, args=(child, index, self.init, self.run, self.shutdown), daemon=True)
+        process = self.ctx.Process(target=_worker_main, args=(child, index, self.init, self.run, self.shutdown),
+                                   daemon=True)
         process.start()
         child.close()
         worker = _Worker(index, process, parent)

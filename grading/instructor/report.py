@@ -111,13 +111,14 @@ def grade_table_text(root: Path) -> str:
     columns, rows, maxima = gradebook_table(root)
     short = [c.split("/")[1] for c in columns]
     widths = [max(len(s), 7) for s in short]
-    header = f"{'student':<14}" + "".join(f"{s:>{w + 2}}" for s, w in zip(short, widths)) + f"{'total':>9}"
+    header = f"{'student':<14}" + "".join(f"{s:>{w + 2}}" for s, w in zip(short, widths, strict=True)) + f"{'total':>9}"
     lines = [header, "-" * len(header)]
     for row in rows:
-        cells = "".join(f"{'-' if row[c] is None else format(row[c], 'g'):>{w + 2}}" for c, w in zip(columns, widths))
+        cells = "".join(f"{'-' if row[c] is None else format(row[c], 'g'):>{w + 2}}"
+                        for c, w in zip(columns, widths, strict=True))
         lines.append(f"{row['student']:<14}{cells}{row['total']:>9g}")
     total_max = sum(maxima.values())
-    maxima_cells = "".join(f"{maxima[c]:>{w + 2}g}" for c, w in zip(columns, widths))
+    maxima_cells = "".join(f"{maxima[c]:>{w + 2}g}" for c, w in zip(columns, widths, strict=True))
     lines.append(f"{'max':<14}{maxima_cells}{total_max:>9g}")
     return "\n".join(lines)
 
@@ -259,7 +260,7 @@ def histograms_section(columns: list[str], rows: list[dict], maxima: dict[str, f
 
     assignments = sorted({c.split("/")[0] for c in columns})
     fig, axes = plt.subplots(1, max(1, len(assignments)), figsize=(4 * max(1, len(assignments)), 2.8), squeeze=False)
-    for ax, assignment in zip(axes[0], assignments):
+    for ax, assignment in zip(axes[0], assignments, strict=False):
         cols = [c for c in columns if c.startswith(assignment + "/")]
         totals = [sum(r[c] or 0 for c in cols) for r in rows if any(r[c] is not None for c in cols)]
         top = sum(maxima[c] for c in cols)

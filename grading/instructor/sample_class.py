@@ -82,9 +82,10 @@ def submission_notebook(release: nbformat.NotebookNode, answers: dict[str, Answe
 def write_class(root: Path, classes: dict[str, list[SyntheticStudent]]) -> int:
     """Write submitted/<student>/<assignment>/ for every synthetic student; returns the count of notebooks."""
     count = 0
-    stamp = datetime.datetime(2026, 11, 20, 12, 0, tzinfo=datetime.timezone.utc).isoformat()
+    stamp = datetime.datetime(2026, 11, 20, 12, 0, tzinfo=datetime.UTC).isoformat()
     for assignment, students in classes.items():
-        releases = {p.stem: nbformat.read(p, as_version=4) for p in sorted((root / "release" / assignment).glob("*.ipynb"))}
+        releases = {p.stem: nbformat.read(p, as_version=4)
+                    for p in sorted((root / "release" / assignment).glob("*.ipynb"))}
         for student in students:
             folder = root / "submitted" / student.student_id / assignment
             folder.mkdir(parents=True, exist_ok=True)

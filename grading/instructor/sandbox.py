@@ -206,7 +206,7 @@ class KernelServer:
     def job_root(self) -> Path:
         return self.workdir / "job"
 
-    def start(self, mpl_cache: Path, staged: Path | None) -> "KernelServer":
+    def start(self, mpl_cache: Path, staged: Path | None) -> KernelServer:
         """Start the server; a clear SandboxUnavailable (quoting its log) within its start timeout if it cannot."""
         self._mpl_cache, self._staged = mpl_cache, staged
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -282,10 +282,11 @@ class KernelServer:
     def job_root_inside(self) -> str:
         return "/job" if self.sandboxed else str(self.job_root)
 
-    def new_job(self, name: str = "") -> Job:
+    def new_job(self) -> Job:
         """A fresh directory for one notebook at an unguessable path, writable only by the children's uid.
 
-        ``name`` is ignored: a predictable name is what let one student plant files for the next.
+        The path is random, never named after the notebook: a predictable name is what let one student
+        plant files for the next.
         """
         if not self.healthy():
             self.restart()
@@ -305,7 +306,7 @@ class KernelServer:
         finally:
             shutil.rmtree(job.host, ignore_errors=True)
 
-    def call(self, reply_timeout: float = 30, **request) -> dict:
+    def call(self, reply_timeout: float = 30, **request: object) -> dict:
         with self._lock:
             if not self.alive():
                 raise SandboxUnavailable(f"the kernel server died: {self.log_tail()}")

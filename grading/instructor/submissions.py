@@ -305,7 +305,7 @@ def _read_all(dir_fd: int, releases: dict, result: StagedSubmission) -> dict[str
         if nb is not None and not problem:
             try:
                 dropped = _sanitize(nb)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - whatever the notebook holds, staging goes on
                 nb, problem = None, f"{_shown(name)} could not be read ({type(exc).__name__})"
             else:
                 if dropped:
@@ -353,7 +353,7 @@ def _timestamp(dir_fd: int) -> tuple[str | None, str | None]:
         data, problem = _read_capped("timestamp.txt", dir_fd, MAX_TIMESTAMP_BYTES, "1 kB")
     except FileNotFoundError:
         return None, None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - an unreadable timestamp is ignored, never fatal
         return None, f"timestamp.txt ignored: unreadable ({type(exc).__name__})"
     if problem:
         return None, f"timestamp.txt ignored: {problem}"

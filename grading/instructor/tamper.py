@@ -29,8 +29,10 @@ DESTROY = "calls a private _destroy method (undoes registrations behind the test
 GUARDED_ROOTS = {"torch", "nn", "F", "np", "numpy", "math", "grading", "builtins", "sys", "os", "IPython",
                  "unittest", "random", "json", "warnings", "inspect", "gc", "types", "importlib", "nbformat"}
 CALLS = {
-    "input_transformers_cleanup": "registers an IPython input transformer (rewrites every later cell, hidden tests included)",
-    "input_transformers_post": "registers an IPython input transformer (rewrites every later cell, hidden tests included)",
+    "input_transformers_cleanup": "registers an IPython input transformer "
+                                  "(rewrites every later cell, hidden tests included)",
+    "input_transformers_post": "registers an IPython input transformer "
+                               "(rewrites every later cell, hidden tests included)",
     "set_custom_exc": "installs a custom exception handler (hides failing tests)",
     "showtraceback": "replaces IPython's traceback display",
     "register": None,  # only with .events, see below

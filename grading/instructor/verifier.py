@@ -31,7 +31,7 @@ RESULT_LIMIT_BYTES = 8 * 2**20
 MESSAGE_LIMIT = 300
 
 
-def safe_message(value, limit: int = MESSAGE_LIMIT) -> str:
+def safe_message(value: object, limit: int = MESSAGE_LIMIT) -> str:
     """A verdict a student may read: bounded, valid UTF-8, no grader internals (see messages.py)."""
     return clean_text(value, limit)
 
@@ -106,7 +106,8 @@ def solution_sources(nb: NotebookNode) -> dict[str, str]:
     return {gid: "\n".join(parts) for gid, parts in sources.items()}
 
 
-def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: NotebookNode, seed: int) -> NotebookVerdicts:
+def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: NotebookNode,
+                    seed: int) -> NotebookVerdicts:
     """Verdicts for every test cell of the contract exercises in ``notebook``."""
     started = time.monotonic()
     result = NotebookVerdicts()
@@ -163,7 +164,7 @@ def _run_harness(server: KernelServer, to_run, sources: dict[str, str], imports:
         server.finish_job(job)
 
 
-def bounded_json(text: str, max_bytes: int = RESULT_LIMIT_BYTES, max_depth: int = 64):
+def bounded_json(text: str, max_bytes: int = RESULT_LIMIT_BYTES, max_depth: int = 64) -> object:
     """json.loads for hostile text: None when it is too large, too deep or not JSON."""
     if len(text) > max_bytes:
         return None
@@ -204,7 +205,8 @@ def _judge(result: NotebookVerdicts, exercise: Exercise, cases, outcome) -> None
         fused = ["something the check could not read"]
     if fused:
         names = ", ".join(safe_message(f, 80) for f in fused[:5])
-        _fail_all(result, exercise, f"{exercise.name} calls {names}: {exercise.forbidden_reason or 'not allowed here.'}")
+        _fail_all(result, exercise,
+                  f"{exercise.name} calls {names}: {exercise.forbidden_reason or 'not allowed here.'}")
         return
     observed = outcome.get("observed") or []
     if not isinstance(observed, list):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -74,9 +75,10 @@ def check_shape(
     if len(actual) != len(expected):
         msg = f"{name} has {len(actual)} dimensions {actual}, expected {len(expected)}: {want}."
     else:
-        i = next(k for k, (a, e) in enumerate(zip(actual, expected)) if a != e)
+        i = next(k for k, (a, e) in enumerate(zip(actual, expected, strict=True)) if a != e)
         label = f" ({dims[i]})" if dims else ""
-        msg = f"{name} has shape {actual}, expected {want}: dimension {i}{label} is {actual[i]}, should be {expected[i]}."
+        msg = (f"{name} has shape {actual}, expected {want}: "
+               f"dimension {i}{label} is {actual[i]}, should be {expected[i]}.")
     raise CheckFailed(_join(msg, hint))
 
 
@@ -103,7 +105,8 @@ def check_close(
     if math.isfinite(diff):
         flat = int((actual.detach().double() - expected.detach().double()).abs().argmax())
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), actual.shape))
-        where = f" at index {index} (yours {actual.flatten()[flat].item():.6g}, expected {expected.flatten()[flat].item():.6g})"
+        where = (f" at index {index} (yours {actual.flatten()[flat].item():.6g}, "
+                 f"expected {expected.flatten()[flat].item():.6g})")
     raise CheckFailed(_join(f"{name} is wrong: max difference {diff:.3g}{where}; it should be below {atol:g}.", hint))
 
 
@@ -125,7 +128,7 @@ def describe_shape(shape: tuple[int, ...], dims: Sequence[str] | None) -> str:
     """``(seq_len=5, batch=3)`` when the dimensions are named, else ``(5, 3)``."""
     if not dims:
         return str(shape)
-    return "(" + ", ".join(f"{n}={d}" for n, d in zip(dims, shape)) + ")"
+    return "(" + ", ".join(f"{n}={d}" for n, d in zip(dims, shape, strict=False)) + ")"
 
 
 def _join(message: str, hint: str) -> str:

@@ -13,9 +13,10 @@ import copy
 import math
 
 import torch
+
 # The first torch.optim optimizer imports torch._dynamo (1.5-5 s). Importing it here moves that cost to
 # the setup cell, out of the timed training checks.
-import torch._dynamo  # noqa: F401
+import torch._dynamo
 from torch import nn
 
 from .checks import CheckFailed, call, check_dtype, check_shape, check_type, quiet
@@ -56,7 +57,7 @@ def check_one_hot(one_hot) -> None:
                 "num_classes sets the width, whatever the largest index is.")
     _check_rows(second, (3, 1), "one_hot(torch.tensor([3, 1]), 6)")
     print("      " + "  ".join(IDX2CHAR))
-    for char, row in zip("hello", out.tolist()):
+    for char, row in zip("hello", out.tolist(), strict=True):
         print(f"  {char}   " + "  ".join(str(int(v)) for v in row))
     print("one_hot: visible checks passed.")
 
@@ -114,11 +115,13 @@ def _logits(model, x, label: str, expected: tuple[int, int], first_dim: str) -> 
 def _require_head(model: nn.Module, name: str) -> nn.Linear:
     heads = _typed(model, nn.Linear)
     if not heads:
-        raise CheckFailed(f"{name} has no nn.Linear head: the RNN's hidden state would be the logits, and tanh keeps it "
-                          f"in [-1, 1], so the mean loss could never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. "
+        raise CheckFailed(f"{name} has no nn.Linear head: the RNN's hidden state would be the logits, "
+                          f"and tanh keeps it in [-1, 1], "
+                          f"so the mean loss could never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. "
                           "Add self.fc = nn.Linear(hidden_size, num_class) in __init__.")
     if len(heads) > 1:
-        raise CheckFailed(f"{name} has {len(heads)} nn.Linear modules; the head is one nn.Linear(hidden_size, num_class).")
+        raise CheckFailed(f"{name} has {len(heads)} nn.Linear modules; "
+                          "the head is one nn.Linear(hidden_size, num_class).")
     if not _typed(model, nn.RNN):
         raise CheckFailed(f"{name} has no nn.RNN submodule: create it in __init__ (self.rnn = nn.RNN(...)).")
     return heads[0]
@@ -136,9 +139,10 @@ def _check_head_is_last(model: nn.Module, x, name: str, rows: int) -> None:
         head.bias.copy_(bias)
         out = call(probe, x, name=name)
     if out.shape != (rows, len(bias)) or not torch.allclose(out, bias.expand(rows, -1)):
-        raise CheckFailed(f"{name}: the logits must be the head's output, computed last: with the Linear's weight set to 0 "
-                          f"and its bias to {bias.tolist()}, every row should be {bias.tolist()} (logits are not limited "
-                          "to [-1, 1]). Return self.fc(rnn_output), flattened, with nothing after it.")
+        raise CheckFailed(f"{name}: the logits must be the head's output, computed last: "
+                          f"with the Linear's weight set to 0 and its bias to {bias.tolist()}, "
+                          f"every row should be {bias.tolist()} (logits are not limited to [-1, 1]). "
+                          "Return self.fc(rnn_output), flattened, with nothing after it.")
 
 
 def _check_time_and_batch(model, x, perturbed, alone, rows_of_alone, name: str, batch_first: bool) -> None:
@@ -154,8 +158,9 @@ def _check_time_and_batch(model, x, perturbed, alone, rows_of_alone, name: str, 
         hint = f" Your nn.RNN has batch_first={rnns[0].batch_first}, but x is {layout}."
     later = [r for r in range(base.shape[0]) if r not in rows_of_alone["first_step_rows"]]
     if torch.allclose(base[later], changed[later]):
-        raise CheckFailed(f"{name}: changing only the first time step changed no later logit, so the hidden state does "
-                          f"not carry the past: don't reset it at every step. Run the RNN over the whole sequence.{hint}")
+        raise CheckFailed(f"{name}: changing only the first time step changed no later logit, "
+                          "so the hidden state does not carry the past: don't reset it at every step. "
+                          f"Run the RNN over the whole sequence.{hint}")
     picked = base[rows_of_alone["rows"]]
     if single.shape != picked.shape or not torch.allclose(single, picked, atol=1e-5):
         order = "b*seq_len + t" if batch_first else "t*batch + b"
@@ -193,7 +198,8 @@ def _check_learns(losses: list[float], name: str) -> None:
     if not math.isfinite(final) or final > THRESHOLD:
         why = ""
         if final >= TANH_FLOOR - 1e-3:
-            why = f" That is above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: is the Linear head the last step?"
+            why = (f" That is above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: "
+                   "is the Linear head the last step?")
         raise CheckFailed(f"{name} does not learn hello -> ohlol: mean loss {final:.3f} after {NUM_EPOCHS} epochs; "
                           f"a correct model gets below {THRESHOLD}.{why}")
 
@@ -231,7 +237,8 @@ def check_one_hot_rnn_training(OneHotRNN) -> None:
     _logits(model, _hello_one_hot(), "model(x) with x of shape (5, 1, 4)", (5, 4), "seq_len*batch")
     losses = _train(model, _hello_one_hot(), torch.tensor(OHLOL), seed=0)
     _check_learns(losses, "OneHotRNN")
-    print(f"OneHotRNN: visible training check passed (below {THRESHOLD}; the seed's model cannot go below {TANH_FLOOR:.3f}).")
+    print(f"OneHotRNN: visible training check passed "
+          f"(below {THRESHOLD}; the seed's model cannot go below {TANH_FLOOR:.3f}).")
 
 
 # --------------------------------------------------------------------------- EmbeddingRNN
@@ -242,7 +249,8 @@ def _require_embedding(model: nn.Module, num_class: int, embedding_size: int) ->
     if not embeddings:
         raise CheckFailed("EmbeddingRNN has no registered nn.Embedding submodule. An embedding kept outside the model "
                           "(a global, a plain list, or one built inside forward) is not in model.parameters(), so the "
-                          "optimizer never trains it. Create it in __init__: self.emb = nn.Embedding(num_class, embedding_size).")
+                          "optimizer never trains it. "
+                          "Create it in __init__: self.emb = nn.Embedding(num_class, embedding_size).")
     emb = embeddings[0]
     if (emb.num_embeddings, emb.embedding_dim) != (num_class, embedding_size):
         raise CheckFailed(f"The embedding is nn.Embedding({emb.num_embeddings}, {emb.embedding_dim}); expected "
@@ -252,12 +260,18 @@ def _require_embedding(model: nn.Module, num_class: int, embedding_size: int) ->
 
 
 def check_embedding_rnn_shape(EmbeddingRNN) -> None:
-    """EmbeddingRNN(4, 10, 8, 2) on (1, 5) and (3, 7), EmbeddingRNN(4, 3, 5, 1) on (2, 6): logits (batch*seq_len, num_class)."""
-    model = _build(EmbeddingRNN, (4, 10, 8, 2), "EmbeddingRNN(num_class=4, embedding_size=10, hidden_size=8, num_layers=2)")
+    """EmbeddingRNN(4, 10, 8, 2) on (1, 5) and (3, 7), EmbeddingRNN(4, 3, 5, 1) on (2, 6).
+
+    The logits must have shape (batch*seq_len, num_class).
+    """
+    model = _build(EmbeddingRNN, (4, 10, 8, 2),
+                   "EmbeddingRNN(num_class=4, embedding_size=10, hidden_size=8, num_layers=2)")
     _logits(model, torch.tensor([HELLO]), "model(x) with x = torch.tensor([[1, 0, 2, 2, 3]])", (5, 4), "batch*seq_len")
     gen = torch.Generator().manual_seed(2)
-    _logits(model, torch.randint(0, 4, (3, 7), generator=gen), "model(x) with x of shape (3, 7)", (21, 4), "batch*seq_len")
-    small = _build(EmbeddingRNN, (4, 3, 5, 1), "EmbeddingRNN(num_class=4, embedding_size=3, hidden_size=5, num_layers=1)")
+    _logits(model, torch.randint(0, 4, (3, 7), generator=gen), "model(x) with x of shape (3, 7)", (21, 4),
+            "batch*seq_len")
+    small = _build(EmbeddingRNN, (4, 3, 5, 1),
+                   "EmbeddingRNN(num_class=4, embedding_size=3, hidden_size=5, num_layers=1)")
     _logits(small, torch.randint(0, 4, (2, 6), generator=gen),
             "EmbeddingRNN(4, 3, 5, 1) on x of shape (2, 6)", (12, 4), "batch*seq_len")
     print("EmbeddingRNN: visible shape checks passed.")
@@ -277,7 +291,8 @@ def check_embedding_rnn_structure(EmbeddingRNN) -> None:
     rows = {"first_step_rows": [0, 5, 10], "rows": list(range(5, 10))}
     _check_time_and_batch(model, x, perturbed, x[1:2], rows, "EmbeddingRNN", batch_first=True)
     _check_head_is_last(model, x, "EmbeddingRNN", 15)
-    print("EmbeddingRNN: visible structure checks passed (embedding registered, head last, hidden state carried, row order).")
+    print("EmbeddingRNN: visible structure checks passed "
+          "(embedding registered, head last, hidden state carried, row order).")
 
 
 def check_embedding_rnn_training(EmbeddingRNN) -> None:
@@ -294,6 +309,7 @@ def check_embedding_rnn_training(EmbeddingRNN) -> None:
     _check_learns(losses, "EmbeddingRNN")
     change = (emb.weight.detach() - before).abs().max().item()
     if change <= 1e-3:
-        raise CheckFailed(f"The embedding's weight did not change during training (max change {change:.2g}): it is frozen "
-                          "or not used in forward. Keep it trainable: nn.Embedding(num_class, embedding_size).")
+        raise CheckFailed(f"The embedding's weight did not change during training (max change {change:.2g}): "
+                          "it is frozen or not used in forward. "
+                          "Keep it trainable: nn.Embedding(num_class, embedding_size).")
     print(f"EmbeddingRNN: visible training check passed; the embedding's weight moved by up to {change:.3f}.")

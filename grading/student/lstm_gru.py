@@ -168,7 +168,8 @@ def _layout(kind: str, input_size: str = "input_size", hidden_size: str = "hidde
 
 def _blocks(kind: str) -> str:
     names = GATES[kind]
-    return ", ".join(f"rows {i}H:{i + 1}H = {GATE_NAMES[g]}".replace("0H:", "0:").replace(":1H", ":H") for i, g in enumerate(names))
+    return ", ".join(f"rows {i}H:{i + 1}H = {GATE_NAMES[g]}".replace("0H:", "0:").replace(":1H", ":H")
+                     for i, g in enumerate(names))
 
 
 def _random_params(kind: str, input_size: int, hidden_size: int, dtype, gen) -> dict[str, torch.Tensor]:
@@ -187,12 +188,14 @@ def _reference_cell(kind: str, params: dict[str, torch.Tensor]) -> nn.Module:
 def _make_cell(cls, kind: str, input_size: int, hidden_size: int, dtype=torch.float32) -> nn.Module:
     label = f"{CLASS_NAME[kind]}({input_size}, {hidden_size})"
     cell = call(cls, input_size, hidden_size, name=label)
-    check_type(cell, nn.Module, label, f"{CLASS_NAME[kind]} must subclass nn.Module (class {CLASS_NAME[kind]}(nn.Module)).")
+    check_type(cell, nn.Module, label,
+               f"{CLASS_NAME[kind]} must subclass nn.Module (class {CLASS_NAME[kind]}(nn.Module)).")
     used = _names_used(cls)
     if isinstance(cell, nn.RNNCellBase) or used:
         what = "subclasses PyTorch's own cell" if isinstance(cell, nn.RNNCellBase) else f"uses {', '.join(used)}"
         raise CheckFailed(f"{CLASS_NAME[kind]} {what}: write the gate equations yourself. A subclass or wrapper of "
-                          "nn.LSTMCell / nn.GRUCell, or a call to torch.lstm_cell / torch.gru_cell / torch._VF, earns no points.")
+                          "nn.LSTMCell / nn.GRUCell, or a call to torch.lstm_cell / torch.gru_cell / torch._VF, "
+                          "earns no points.")
     if dtype == torch.float64:
         cell = call(cell.double, name=f"{label}.double()") or cell
     return cell
@@ -217,10 +220,12 @@ def _load(cell, kind: str, params: dict[str, torch.Tensor]) -> None:
         with quiet():
             cell.load_state_dict(params)
     except NotImplementedError:
-        raise CheckFailed(f"{CLASS_NAME[kind]} is not implemented yet: replace `raise NotImplementedError()`.") from None
-    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{CLASS_NAME[kind]} is not implemented yet: "
+                          "replace `raise NotImplementedError()`.") from None
+    except Exception as exc:  # noqa: BLE001 - any error of the student's cell becomes a message
         first = str(exc).strip().splitlines()
-        raise CheckFailed(f"{CLASS_NAME[kind]}.load_state_dict(...) failed ({first[0] if first else type(exc).__name__} ...). "
+        raise CheckFailed(f"{CLASS_NAME[kind]}.load_state_dict(...) failed "
+                          f"({first[0] if first else type(exc).__name__} ...). "
                           f"The cell must hold exactly four nn.Parameters: {_layout(kind)}.") from None
 
 
@@ -231,14 +236,15 @@ def _step(cell, kind: str, x, h, c):
         out = call(cell, x, (h, c) if kind == "lstm" else h, name=name)
     except CheckFailed as exc:
         if "mat1 and mat2" in str(exc) or "shapes cannot be multiplied" in str(exc):
-            raise CheckFailed(f"{exc} (input_size={x.shape[1]}, hidden_size={h.shape[1]}). x (batch, input_size) multiplies "
-                              "weight_ih.T and h (batch, hidden_size) multiplies weight_hh.T: one weight shared by x and h "
-                              "only fits when input_size == hidden_size.") from None
+            raise CheckFailed(f"{exc} (input_size={x.shape[1]}, hidden_size={h.shape[1]}). "
+                              "x (batch, input_size) multiplies weight_ih.T and h (batch, hidden_size) multiplies "
+                              "weight_hh.T: one weight shared by x and h only fits when "
+                              "input_size == hidden_size.") from None
         raise
     if kind == "lstm":
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise CheckFailed(f"{name}(x, (h, c)) must return a pair (h', c'), got {type(out).__name__}.")
-        for value, label in zip(out, ("h'", "c'")):
+        for value, label in zip(out, ("h'", "c'"), strict=True):
             check_type(value, torch.Tensor, label)
         return out[0], out[1]
     check_type(out, torch.Tensor, f"{name}(x, h)", "The GRU cell returns the new hidden state h' only.")
@@ -264,7 +270,8 @@ def _check_shapes(cls, kind: str) -> None:
         if name not in params:
             where = "a plain tensor or buffer" if hasattr(cell, name) else "missing"
             raise CheckFailed(f"{CLASS_NAME[kind]}(3, 4) has no parameter {name!r} ({where}): create it with "
-                              f"nn.Parameter(...) so it is trained and copied by load_state_dict. Expected {_layout(kind)}.")
+                              "nn.Parameter(...) so it is trained and copied by load_state_dict. "
+                              f"Expected {_layout(kind)}.")
         check_shape(params[name], shape, f"{CLASS_NAME[kind]}(3, 4).{name}", dims[name],
                     f"The {k} gate blocks are stacked along dim 0 ({_blocks(kind)}).")
     gen = torch.Generator().manual_seed(0)
@@ -275,10 +282,11 @@ def _check_shapes(cls, kind: str) -> None:
         h = torch.randn(batch_size, hidden_size, generator=gen, dtype=torch.float64).to(dtype)
         c = torch.randn(batch_size, hidden_size, generator=gen, dtype=torch.float64).to(dtype)
         outs = _step(cell, kind, x, h, c)
-        for value, label in zip(outs, ("h'", "c'")):
+        for value, label in zip(outs, ("h'", "c'"), strict=True):
             if value is None:
                 continue
-            check_dtype(value, dtype, label, "Keep the dtype of x: no torch.tensor(...), .float() or new float32 tensors inside forward.")
+            check_dtype(value, dtype, label,
+                        "Keep the dtype of x: no torch.tensor(...), .float() or new float32 tensors inside forward.")
             check_shape(value, (batch_size, hidden_size), label, ("batch", "hidden_size"),
                         "x @ weight_ih.T is (batch, k*hidden_size): split it into the gate blocks along dim 1.")
     print(f"{CLASS_NAME[kind]}: parameters " + ", ".join(f"{n} {tuple(params[n].shape)}" for n in expected))
@@ -317,7 +325,8 @@ def _probes(kind: str):
 
     if kind == "lstm":
         add("i*g  zero state", _bias(kind, size, {"i": on, "f": off, "g": randn(size), "o": on}),
-            "input gate / candidate: with zero state and i forced to 1, c' = i*g = g, and g uses tanh", "c", h=zero, c=zero)
+            "input gate / candidate: with zero state and i forced to 1, c' = i*g = g, and g uses tanh", "c",
+            h=zero, c=zero)
         add("f    c carried", _bias(kind, size, {"i": off, "f": on, "o": on}),
             "forget gate: with f forced to 1 and i to 0, c must carry over unchanged (c' = f*c + i*g)", "c")
         add("i    shut", _bias(kind, size, {"i": off, "f": off, "g": randn(size), "o": on}),
@@ -326,14 +335,16 @@ def _probes(kind: str):
             "output gate: with c' = c, h' = o * tanh(c') with o = sigmoid(...)", "h")
     else:
         add("z    h carried", _bias(kind, size, {"z": on, "n": randn(size)}),
-            "update gate: with z forced to 1, h must carry over unchanged: h' = (1 - z) * n + z * h, not the other way", "h")
+            "update gate: with z forced to 1, h must carry over unchanged: h' = (1 - z) * n + z * h, "
+            "not the other way", "h")
         w_n = torch.cat([torch.zeros(2 * size, size, dtype=torch.float64), randn(size, size)])
         add("n    candidate", _bias(kind, size, {"r": on, "z": off, "n": randn(size)}),
             "candidate: with r forced to 1 and z to 0, h' = n = tanh(W_in x + b_in + W_hn h + b_hn)", "h",
             weight_ih=torch.cat([torch.zeros(2 * size, size, dtype=torch.float64), randn(size, size)]), weight_hh=w_n)
         shut = _bias(kind, size, {"r": off, "z": off})
         probes.append(("r    reset shut", {"weight_ih": zeros_w, "weight_hh": w_n, "bias_ih": shut,
-                                            "bias_hh": torch.cat([torch.zeros(2 * size, dtype=torch.float64), randn(size)])},
+                                            "bias_hh": torch.cat([torch.zeros(2 * size, dtype=torch.float64),
+                                                                  randn(size)])},
                        x, h, c, "h", "reset gate: with r forced to 0 (and z to 0), n must ignore h and b_hn: n uses "
                                      "r * (W_hn h + b_hn), torch's convention (reset applied after the matmul)"))
     params = _random_params(kind, size, size, torch.float64, gen)
@@ -368,7 +379,7 @@ def _check_values(cls, kind: str) -> None:
         _load(cell, kind, params)
         with torch.no_grad(), quiet():
             one, two = _step(cell, kind, *first), _step(cell, kind, *second)
-        for out_name, a, b in zip(("h'", "c'"), one, two):
+        for out_name, a, b in zip(("h'", "c'"), one, two, strict=True):
             if a is None:
                 continue
             if label.startswith("h"):  # unit 0 may move through z * h (GRU); the other units may not
@@ -403,11 +414,13 @@ def _check_gradients(cls, kind: str) -> None:
     gen = torch.Generator().manual_seed(2)
     batch_size, input_size, hidden_size = 3, 4, 5
     params = _random_params(kind, input_size, hidden_size, torch.float64, gen)
-    x, h, c = (torch.randn(batch_size, n, generator=gen, dtype=torch.float64) for n in (input_size, hidden_size, hidden_size))
+    x, h, c = (torch.randn(batch_size, n, generator=gen, dtype=torch.float64)
+               for n in (input_size, hidden_size, hidden_size))
     up_h, up_c = (torch.randn(batch_size, hidden_size, generator=gen, dtype=torch.float64) for _ in range(2))
     results = {}
     for who in ("yours", "torch"):
-        cell = _make_cell(cls, kind, input_size, hidden_size, torch.float64) if who == "yours" else _reference_cell(kind, params)
+        cell = (_make_cell(cls, kind, input_size, hidden_size, torch.float64) if who == "yours"
+                else _reference_cell(kind, params))
         if who == "yours":
             _load(cell, kind, params)
         inputs = [t.clone().requires_grad_(True) for t in (x, h, c)]
@@ -420,16 +433,18 @@ def _check_gradients(cls, kind: str) -> None:
         try:
             with quiet():
                 loss.backward()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any error of the student's cell becomes a message
             raise CheckFailed(f"backward through {CLASS_NAME[kind]} raised {type(exc).__name__}: {exc}. "
-                              "An in-place operation (+=, [...] =) on a tensor autograd needs is the usual cause.") from None
+                              "An in-place operation (+=, [...] =) on a tensor autograd needs "
+                              "is the usual cause.") from None
         grads = {"x": inputs[0].grad, "h": inputs[1].grad}
         if kind == "lstm":
             grads["c"] = inputs[2].grad
         named = dict(cell.named_parameters())
         for name in PARAMETERS:
             if name not in named or named[name].grad is None:
-                raise CheckFailed(f"{name}.grad is None after backward: {name} must be an nn.Parameter used in forward.")
+                raise CheckFailed(f"{name}.grad is None after backward: "
+                                  f"{name} must be an nn.Parameter used in forward.")
             grads[name] = named[name].grad
         results[who] = grads
     rows, failures = {}, []
@@ -445,7 +460,8 @@ def _check_gradients(cls, kind: str) -> None:
         got = torch.cat([results["yours"][p][part].flatten() for p in PARAMETERS])
         want = torch.cat([results["torch"][p][part].flatten() for p in PARAMETERS])
         rows[f"d/d(weights, biases) of {GATE_NAMES[gate]}"] = (got, want)
-    print(f"Gradients of {CLASS_NAME[kind]} vs nn.{TORCH_CELL[kind].__name__} (float64, batch=3, input_size=4, hidden_size=5):")
+    print(f"Gradients of {CLASS_NAME[kind]} vs nn.{TORCH_CELL[kind].__name__} "
+          "(float64, batch=3, input_size=4, hidden_size=5):")
     print(compare_table(rows, atol=1e-10))
     for key, (got, want) in rows.items():
         if max_abs_diff(got, want) > 1e-10:
@@ -466,15 +482,19 @@ def _check_training(cls, kind: str, seed: int = 0) -> None:
     print(f"{CLASS_NAME[kind]} in CharModel: summed loss {losses[0]:.3f} -> {final:.4f} after {len(losses)} epochs, "
           f"predicts {prediction!r} for 'hello'.")
     if not final <= LOSS_THRESHOLD:
-        raise CheckFailed(f"After training, the summed loss is {final:.3f}; a correct cell reaches below {LOSS_THRESHOLD} "
-                          "from this start. Pass the value and gradient checks first.")
+        raise CheckFailed(f"After training, the summed loss is {final:.3f}; "
+                          f"a correct cell reaches below {LOSS_THRESHOLD} from this start. "
+                          "Pass the value and gradient checks first.")
     if prediction != "ohlol":
         raise CheckFailed(f"After training the model predicts {prediction!r}, not 'ohlol'.")
     print(f"{CLASS_NAME[kind]}: training check passed.")
 
 
 def check_lstm_shapes(cls) -> None:
-    """LSTMCellScratch: it builds, has the four parameters with nn.LSTMCell's shapes, returns (h', c') of the right dtype and shape."""
+    """LSTMCellScratch: it builds and has the four parameters with nn.LSTMCell's shapes.
+
+    It returns (h', c') of the right dtype and shape.
+    """
     _check_shapes(cls, "lstm")
 
 
@@ -489,12 +509,18 @@ def check_lstm_gradients(cls) -> None:
 
 
 def check_lstm_training(cls) -> None:
-    """CharModel(LSTMCellScratch) trained on hello -> ohlol from a fixed start reaches the loss a correct cell reaches."""
+    """CharModel(LSTMCellScratch) trained on hello -> ohlol from a fixed start.
+
+    It must reach the loss a correct cell reaches.
+    """
     _check_training(cls, "lstm")
 
 
 def check_gru_shapes(cls) -> None:
-    """GRUCellScratch: it builds, has the four parameters with nn.GRUCell's shapes, returns h' of the right dtype and shape."""
+    """GRUCellScratch: it builds and has the four parameters with nn.GRUCell's shapes.
+
+    It returns h' of the right dtype and shape.
+    """
     _check_shapes(cls, "gru")
 
 
@@ -509,5 +535,8 @@ def check_gru_gradients(cls) -> None:
 
 
 def check_gru_training(cls) -> None:
-    """CharModel(GRUCellScratch) trained on hello -> ohlol from a fixed start reaches the loss a correct cell reaches."""
+    """CharModel(GRUCellScratch) trained on hello -> ohlol from a fixed start.
+
+    It must reach the loss a correct cell reaches.
+    """
     _check_training(cls, "gru")

@@ -41,13 +41,17 @@ def check_rnn_cell_step(rnn_cell_step) -> None:
     check_close(out, expected, "h'", atol=1e-6,
                 hint="h' = tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).")
     if not out.requires_grad:
-        raise CheckFailed("h' is detached from the weights: use torch operations only (no .detach(), .item(), torch.tensor).")
+        raise CheckFailed("h' is detached from the weights: "
+                          "use torch operations only (no .detach(), .item(), torch.tensor).")
     print(compare_table({"h' vs nn.RNNCell": (out.detach(), expected.detach())}))
     print("rnn_cell_step: visible checks passed.")
 
 
 def check_run_cell(run_cell) -> None:
-    """Run ``run_cell`` with an ``nn.RNNCell`` over a (seq_len=5, batch=2, input_size=3) sequence; compare with ``nn.RNN``."""
+    """Run ``run_cell`` with an ``nn.RNNCell`` over a (seq_len=5, batch=2, input_size=3) sequence.
+
+    The outputs and h_n are compared with ``nn.RNN``'s.
+    """
     cell, _, h0 = _example()
     gen = torch.Generator().manual_seed(1)
     inputs = torch.randn(5, 2, 3, generator=gen)
@@ -70,12 +74,16 @@ def check_run_cell(run_cell) -> None:
     check_close(outputs, expected, "outputs", atol=1e-6,
                 hint="outputs[t] is the hidden state after step t; carry h from one step to the next.")
     check_close(h_n, expected_h_n[0], "h_n", atol=1e-6, hint="h_n is the hidden state after the last step.")
-    print(compare_table({"outputs vs nn.RNN": (outputs.detach(), expected), "h_n vs nn.RNN": (h_n.detach(), expected_h_n[0])}))
+    print(compare_table({"outputs vs nn.RNN": (outputs.detach(), expected),
+                         "h_n vs nn.RNN": (h_n.detach(), expected_h_n[0])}))
     print("run_cell: visible checks passed.")
 
 
 def check_rnn_shapes(rnn_shapes, batch_first: bool = False) -> None:
-    """Compare ``rnn_shapes`` with the shapes of a real ``nn.RNN`` (seq_len=5, batch=3, input_size=4, hidden_size=2, num_layers=2)."""
+    """Compare ``rnn_shapes`` with the shapes of a real ``nn.RNN``.
+
+    The RNN has seq_len=5, batch=3, input_size=4, hidden_size=2, num_layers=2.
+    """
     args = dict(seq_len=5, batch_size=3, input_size=4, hidden_size=2, num_layers=2, batch_first=batch_first)
     shapes = call(rnn_shapes, **args)
     check_type(shapes, dict, "rnn_shapes(...)", 'Return a dict with keys "input", "h0", "output", "h_n".')

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import torch
@@ -155,7 +155,7 @@ def line_plot_svg(
         first = math.ceil(y_lo / step) * step
         ticks = [first + k * step for k in range(int((y_hi - first) / step + 1e-9) + 1)]
         labels = [_fmt(round(t, 10)) for t in ticks]
-    for tick, label in zip(ticks, labels):
+    for tick, label in zip(ticks, labels, strict=True):
         y = py(tick)
         out.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='#eee'/>")
         out.append(f"<text x='{left - 5}' y='{y + 4:.1f}' text-anchor='end'>{label}</text>")
@@ -234,9 +234,11 @@ def sequence_svg(inputs: torch.Tensor, hiddens: torch.Tensor, t: int) -> str:
         done = s < t
         opacity = "1" if done else "0.25"
         out.append(f"<g opacity='{opacity}'>")
-        out.append(f"<rect x='{x0 + 10}' y='145' width='60' height='34' rx='6' fill='{'#ffe9c6' if s == t - 1 else '#f4f4f4'}' stroke='#333'/>")
+        fill = "#ffe9c6" if s == t - 1 else "#f4f4f4"
+        out.append(f"<rect x='{x0 + 10}' y='145' width='60' height='34' rx='6' fill='{fill}' stroke='#333'/>")
         out.append(f"<text x='{x0 + 40}' y='167' text-anchor='middle'>RNN cell</text>")
-        out.append(f"<line x1='{x0 - 30}' y1='162' x2='{x0 + 10}' y2='162' stroke='#333' marker-end='url(#rnn-arrow)'/>")
+        out.append(f"<line x1='{x0 - 30}' y1='162' x2='{x0 + 10}' y2='162' stroke='#333' "
+                   "marker-end='url(#rnn-arrow)'/>")
         out.append(f"<line x1='{x0 + 40}' y1='215' x2='{x0 + 40}' y2='179' stroke='#333'/>")
         out.append(f"<line x1='{x0 + 40}' y1='145' x2='{x0 + 40}' y2='118' stroke='#333'/>")
         out.append(f"<line x1='{x0 + 4}' y1='80' x2='{x0 + 76}' y2='80' stroke='#bbb'/>")
@@ -432,8 +434,10 @@ def embedding_lookup_html(index: int, embedding_size: int = 5, seed: int = 0) ->
     same = torch.equal(parts["lookup"], parts["product"])
     return (f"<table style='border-collapse:collapse;font-family:monospace'>"
             f"<tr><th>char (index)</th><th>one-hot</th>{header}</tr>{rows}</table>"
-            f"<pre>embedding(torch.tensor({index}))      = [{', '.join(f'{v:+.3f}' for v in parts['lookup'].tolist())}]\n"
-            f"one_hot('{IDX2CHAR[index]}') @ embedding.weight = [{', '.join(f'{v:+.3f}' for v in parts['product'].tolist())}]\n"
+            f"<pre>embedding(torch.tensor({index}))      = "
+            f"[{', '.join(f'{v:+.3f}' for v in parts['lookup'].tolist())}]\n"
+            f"one_hot('{IDX2CHAR[index]}') @ embedding.weight = "
+            f"[{', '.join(f'{v:+.3f}' for v in parts['product'].tolist())}]\n"
             f"equal: {same}</pre>")
 
 

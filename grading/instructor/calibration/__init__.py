@@ -11,5 +11,6 @@ def verdict_problems(rows: list[dict]) -> list[str]:
     for r in rows:
         want = 1.0 if r["expected"] == "pass" else 0.0
         if r["pass_rate"] != want:
-            bad.append(f"{r['exercise']}/{r['variant']} ({r['target']}): pass rate {r['pass_rate']:.3f}, expected {want:.0f}")
+            bad.append(f"{r['exercise']}/{r['variant']} ({r['target']}): "
+                       f"pass rate {r['pass_rate']:.3f}, expected {want:.0f}")
     return bad

@@ -3,7 +3,8 @@
 For every seed the hidden test's own cases are drawn (``Exercise.cases(seed)``: hello -> ohlol
 and hello -> a random target over e, h, l, o, each retrained from two fresh initialisations),
 the catalogue's answer is retrained with the test's own probe (the course's training loop, one
-thread) and judged by the test's own judge (the best of the two runs must beat the threshold). A threshold is right when the reference passes on every seed and every known-bad variant
+thread) and judged by the test's own judge (the best of the two runs must beat the threshold).
+A threshold is right when the reference passes on every seed and every known-bad variant
 fails on every seed. ``loss_pass_rate`` says how often the loss *alone* would pass: the bugs no
 loss threshold catches (an embedding that is never trained) show up there with a high rate and a
 ``pass_rate`` of 0, because the structural checks catch them.
@@ -14,7 +15,6 @@ Run ``python -m grading calibrate [num_seeds]`` to print the table.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 
 import torch
@@ -22,6 +22,7 @@ import torch
 from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 from grading.instructor.exercises.base import is_packed_tensor, unpack
+
 from . import verdict_problems
 
 # exercise grade_id -> (catalogue key, expected verdict)
@@ -70,7 +71,7 @@ def calibrate(num_seeds: int = 200, variants: dict | None = None) -> list[dict]:
             runs = 0
             for seed in range(num_seeds):
                 train_cases = [c for c in exercise.cases(seed) if c.data.get("kind") == "train"]
-                for kind, case in zip(("ohlol", "random"), train_cases):
+                for kind, case in zip(("ohlol", "random"), train_cases, strict=False):
                     observed = exercise.probe(cls, case)
                     verdict = exercise.judge(case, observed)
                     losses = [_loss(case.data["target"], run) for run in observed["runs"]]
@@ -102,7 +103,8 @@ def settings_problems() -> list[str]:
         exercise = EXERCISES[grade_id]
         for name in ("LR", "NUM_EPOCHS", "THRESHOLD"):
             if getattr(visible, name) != getattr(exercise, name):
-                bad.append(f"grading.student.hello_ohlol.{name} = {getattr(visible, name)}, but {grade_id} uses {getattr(exercise, name)}")
+                bad.append(f"grading.student.hello_ohlol.{name} = {getattr(visible, name)}, "
+                           f"but {grade_id} uses {getattr(exercise, name)}")
     return bad
 
 

@@ -24,7 +24,6 @@ Run ``python -m grading calibrate [num_seeds]`` to print the table.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 
 import torch
@@ -34,6 +33,7 @@ from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
 from grading.instructor.exercises.base import is_packed_tensor, unpack
 from grading.student.lstm_gru import HIDDEN_SIZE, LOSS_THRESHOLD, encode
+
 from . import verdict_problems
 
 # exercise -> [(variant, expected verdict of the training test, options)]; "torch" variants put
@@ -42,7 +42,8 @@ VARIANTS = {
     "lstm_cell": [
         ("torch.nn.LSTMCell", "pass", {}), ("chunk", "pass", {}), ("fused_concat", "pass", {}),
         ("detached_cell", "pass", {}),
-        ("seed_lstm", "fail", {"embedding_size": HIDDEN_SIZE}), ("shared_weights", "fail", {"embedding_size": HIDDEN_SIZE}),
+        ("seed_lstm", "fail", {"embedding_size": HIDDEN_SIZE}),
+        ("shared_weights", "fail", {"embedding_size": HIDDEN_SIZE}),
         ("sigmoid_candidate", "fail", {}), ("memory_dropped", "fail", {}), ("order_ifog", "fail", {}),
         ("tanh_forget_gate", "fail", {}), ("buffers", "fail", {}),
     ],
@@ -82,7 +83,8 @@ def _training_cases(exercise, seed: int, options: dict):
         return cases
     out = []
     for case in cases:
-        data = exercise.training_case(case.data["target"], case.data["init_seed"], embedding_size=options["embedding_size"])
+        data = exercise.training_case(case.data["target"], case.data["init_seed"],
+                                      embedding_size=options["embedding_size"])
         out.append(type(case)(case.test_id, case.label, data))
     return out
 
@@ -104,7 +106,7 @@ def calibrate(num_seeds: int = 200, variants: dict | None = None, bad_seeds: int
             results: dict[str, list] = {"ohlol": [], "random": []}
             started = time.process_time()
             for seed in range(seeds):
-                for kind, case in zip(("ohlol", "random"), _training_cases(exercise, seed, options)):
+                for kind, case in zip(("ohlol", "random"), _training_cases(exercise, seed, options), strict=False):
                     try:
                         observed = exercise.probe(cls, case)
                     except Exception:  # noqa: BLE001 - a crashing variant fails
@@ -135,7 +137,8 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['exercise']:<10} {r['variant']:<20} {r['target']:<7} {r['expected']:<4} {r['seeds']:>5} "
-                     f"{r['pass_rate']:>6.3f} {r['loss_pass_rate']:>9.3f} {r['worst_loss']:>8.4f} {r['median_loss']:>8.4f} "
+                     f"{r['pass_rate']:>6.3f} {r['loss_pass_rate']:>9.3f} "
+                     f"{r['worst_loss']:>8.4f} {r['median_loss']:>8.4f} "
                      f"{r['best_loss']:>8.4f} {r['threshold']:>5} {r['cpu_ms_per_run']:>7}")
     return "\n".join(lines)
 

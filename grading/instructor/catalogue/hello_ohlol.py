@@ -170,8 +170,9 @@ ANSWERS = [
           source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
                                          "        return self.fc(out).transpose(0, 1).reshape(-1, self.num_class)")),
     _head("softmax", "returns probabilities", correct=False, message="softmax",
-          source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
-                                         "        return torch.softmax(self.fc(out), dim=-1).reshape(-1, self.num_class)")),
+          source=_head_class(_HEAD_INIT,
+                             "        out, _ = self.rnn(x)\n"
+                             "        return torch.softmax(self.fc(out), dim=-1).reshape(-1, self.num_class)")),
     _head("tanh_after_head", "squashes the head's output with tanh", correct=False, message="all lie in [-1, 1]",
           source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
                                          "        return torch.tanh(self.fc(out)).reshape(-1, self.num_class)")),
@@ -208,13 +209,15 @@ ANSWERS = [
          source=_emb_class("        self.parts = [nn.Embedding(num_class, embedding_size)]\n"
                            "        self.rnn = nn.RNN(embedding_size, hidden_size, num_layers, batch_first=True)\n"
                            "        self.fc = nn.Linear(hidden_size, num_class)",
-                           "        out, _ = self.rnn(self.parts[0](x))\n        return self.fc(out).reshape(-1, self.num_class)")),
+                           "        out, _ = self.rnn(self.parts[0](x))\n"
+                           "        return self.fc(out).reshape(-1, self.num_class)")),
     _emb("frozen_embedding", "Embedding.from_pretrained freezes it", correct=False,
          fails=("test_embedding_rnn_training",), message="did not change",
          source=_emb_class("        self.emb = nn.Embedding.from_pretrained(torch.randn(num_class, embedding_size))\n"
                            "        self.rnn = nn.RNN(embedding_size, hidden_size, num_layers, batch_first=True)\n"
                            "        self.fc = nn.Linear(hidden_size, num_class)",
-                           "        out, _ = self.rnn(self.emb(x))\n        return self.fc(out).reshape(-1, self.num_class)")),
+                           "        out, _ = self.rnn(self.emb(x))\n"
+                           "        return self.fc(out).reshape(-1, self.num_class)")),
     _emb("hidden_reset", "one time step at a time, each from h0 = 0", correct=False, fails=_EMB_TESTS[1:],
          message="resets the hidden state",
          source=_emb_class(_EMB_INIT,
@@ -228,11 +231,13 @@ ANSWERS = [
          source=_emb_class("        self.emb = nn.Embedding(num_class, embedding_size)\n"
                            "        self.rnn = nn.RNN(embedding_size, hidden_size, num_layers)\n"
                            "        self.fc = nn.Linear(hidden_size, num_class)",
-                           "        out, _ = self.rnn(self.emb(x))\n        return self.fc(out).reshape(-1, self.num_class)")),
+                           "        out, _ = self.rnn(self.emb(x))\n"
+                           "        return self.fc(out).reshape(-1, self.num_class)")),
     _emb("seq_major", "flattens in (seq_len, batch) order", correct=False, fails=("test_embedding_rnn_structure",),
          message="wrong order",
          source=_emb_class(_EMB_INIT, "        out, _ = self.rnn(self.emb(x))\n"
                                       "        return self.fc(out).transpose(0, 1).reshape(-1, self.num_class)")),
     _emb("h_n", "uses h_n instead of the output", correct=False, message="h_n",
-         source=_emb_class(_EMB_INIT, "        _, h_n = self.rnn(self.emb(x))\n        return self.fc(h_n).reshape(-1, self.num_class)")),
+         source=_emb_class(_EMB_INIT, "        _, h_n = self.rnn(self.emb(x))\n"
+                                      "        return self.fc(h_n).reshape(-1, self.num_class)")),
 ]

@@ -124,8 +124,10 @@ LSTM_ANSWERS = [
           "        h, c = state\n        H = self.hidden_size\n\n"
           "        def gate(k):\n"
           "            rows = slice(k * H, (k + 1) * H)\n"
-          "            return F.linear(x, self.weight_ih[rows], self.bias_ih[rows]) + F.linear(h, self.weight_hh[rows], self.bias_hh[rows])\n\n"
-          "        i, f, g, o = torch.sigmoid(gate(0)), torch.sigmoid(gate(1)), torch.tanh(gate(2)), torch.sigmoid(gate(3))\n"
+          "            return F.linear(x, self.weight_ih[rows], self.bias_ih[rows]) "
+          "+ F.linear(h, self.weight_hh[rows], self.bias_hh[rows])\n\n"
+          "        i, f, g, o = torch.sigmoid(gate(0)), torch.sigmoid(gate(1)), "
+          "torch.tanh(gate(2)), torch.sigmoid(gate(3))\n"
           "        c_new = f * c + i * g\n        return o * torch.tanh(c_new), c_new"),
     _lstm("fused_concat", "one fused matmul on cat([x, h])",
           "        h, c = state\n"
@@ -136,7 +138,8 @@ LSTM_ANSWERS = [
           "        return torch.sigmoid(o) * torch.tanh(c), c"),
     _lstm("addmm_view", "torch.addmm, then view(batch, 4, H)",
           "        h, c = state\n"
-          "        gates = torch.addmm(self.bias_ih, x, self.weight_ih.t()) + torch.addmm(self.bias_hh, h, self.weight_hh.t())\n"
+          "        gates = torch.addmm(self.bias_ih, x, self.weight_ih.t()) "
+          "+ torch.addmm(self.bias_hh, h, self.weight_hh.t())\n"
           "        gates = gates.view(x.shape[0], 4, self.hidden_size)\n"
           "        i, f, o = torch.sigmoid(gates[:, 0]), torch.sigmoid(gates[:, 1]), torch.sigmoid(gates[:, 3])\n"
           "        g = torch.tanh(gates[:, 2])\n"
@@ -189,7 +192,8 @@ LSTM_ANSWERS = [
           _lstm_chunked(c_new="f * c.detach() + i * g"),
           correct=False, fails=("test_lstm_gradients",), message="gradient with respect to c"),
     _lstm("buffers", "register_buffer instead of nn.Parameter: never trained", _lstm_chunked(),
-          correct=False, fails=("test_lstm_shapes", "test_lstm_gradients", "test_lstm_training"), message="nn.Parameter",
+          correct=False, fails=("test_lstm_shapes", "test_lstm_gradients", "test_lstm_training"),
+          message="nn.Parameter",
           init="        self.hidden_size = hidden_size\n"
                "        self.register_buffer('weight_ih', torch.randn(4 * hidden_size, input_size) * 0.1)\n"
                "        self.register_buffer('weight_hh', torch.randn(4 * hidden_size, hidden_size) * 0.1)\n"
@@ -216,7 +220,8 @@ LSTM_ANSWERS = [
            "        super().__init__(input_size, hidden_size)\n", False, LSTM_TESTS, "earns no points"),
     _lstm("wrap_lstmcell", "wraps an nn.LSTMCell and hands it the weights",
           "        cell = nn.LSTMCell(self.input_size, self.hidden_size, dtype=x.dtype)\n"
-          "        cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh = self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh\n"
+          "        cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh = "
+          "self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh\n"
           "        return cell(x, state)",
           correct=False, fails=LSTM_TESTS, message="earns no points"),
     _lstm("torch_lstm_cell", "calls torch.lstm_cell",
@@ -235,16 +240,20 @@ GRU_ANSWERS = [
          "        H = self.hidden_size\n\n"
          "        def term(w, b, v, k):\n"
          "            return F.linear(v, w[k * H:(k + 1) * H], b[k * H:(k + 1) * H])\n\n"
-         "        r = torch.sigmoid(term(self.weight_ih, self.bias_ih, x, 0) + term(self.weight_hh, self.bias_hh, h, 0))\n"
-         "        z = torch.sigmoid(term(self.weight_ih, self.bias_ih, x, 1) + term(self.weight_hh, self.bias_hh, h, 1))\n"
-         "        n = torch.tanh(term(self.weight_ih, self.bias_ih, x, 2) + r * term(self.weight_hh, self.bias_hh, h, 2))\n"
+         "        r = torch.sigmoid(term(self.weight_ih, self.bias_ih, x, 0) "
+         "+ term(self.weight_hh, self.bias_hh, h, 0))\n"
+         "        z = torch.sigmoid(term(self.weight_ih, self.bias_ih, x, 1) "
+         "+ term(self.weight_hh, self.bias_hh, h, 1))\n"
+         "        n = torch.tanh(term(self.weight_ih, self.bias_ih, x, 2) "
+         "+ r * term(self.weight_hh, self.bias_hh, h, 2))\n"
          "        return (1 - z) * n + z * h"),
     _gru("fused_rz", "one fused matmul on cat([x, h]) for r and z, n apart",
          "        H = self.hidden_size\n"
          "        w = torch.cat([self.weight_ih[:2 * H], self.weight_hh[:2 * H]], dim=1)\n"
          "        rz = torch.sigmoid(torch.cat([x, h], dim=1) @ w.T + self.bias_ih[:2 * H] + self.bias_hh[:2 * H])\n"
          "        r, z = rz[:, :H], rz[:, H:]\n"
-         "        n = torch.tanh(x @ self.weight_ih[2 * H:].T + self.bias_ih[2 * H:] + r * (h @ self.weight_hh[2 * H:].T + self.bias_hh[2 * H:]))\n"
+         "        n = torch.tanh(x @ self.weight_ih[2 * H:].T + self.bias_ih[2 * H:] "
+         "+ r * (h @ self.weight_hh[2 * H:].T + self.bias_hh[2 * H:]))\n"
          "        return (1 - z) * n + z * h"),
     _gru("addmm_split", "torch.addmm and split",
          "        gi = torch.addmm(self.bias_ih, x, self.weight_ih.t()).split(self.hidden_size, 1)\n"
@@ -301,7 +310,8 @@ GRU_ANSWERS = [
            "        return super().forward(x, h)\n", False, GRU_TESTS, "earns no points"),
     _gru("wrap_grucell", "wraps an nn.GRUCell that shares the parameters",
          "        cell = nn.GRUCell(x.shape[1], h.shape[1], dtype=x.dtype)\n"
-         "        cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh = self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh\n"
+         "        cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh = "
+         "self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh\n"
          "        return cell(x, h)",
          correct=False, fails=GRU_TESTS, message="earns no points"),
     _gru("vf_gru_cell", "calls torch._VF.gru_cell",

@@ -18,8 +18,9 @@ from __future__ import annotations
 import ast
 import math
 import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -99,7 +100,10 @@ def randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64)
 
 
 def shape_message(name: str, actual: Sequence[int], expected: Sequence[int], dims: Sequence[str], why: str = "") -> str:
-    """``"h' has shape (3, 5), expected (batch=3, hidden_size=4). <why>"``, dimensions named as the visible checks do."""
+    """``"h' has shape (3, 5), expected (batch=3, hidden_size=4). <why>"``.
+
+    The dimensions are named as the visible checks do.
+    """
     return f"{name} has shape {tuple(actual)}, expected {describe_shape(tuple(expected), dims)}. {why}".strip()
 
 
@@ -211,7 +215,8 @@ def _collect_names(obj: Any, used: set[str]) -> None:
         stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
 
 
-def run_cases(exercise: Exercise, obj: Any, cases: list[Case], call_probe: Callable | None = None) -> dict[str, str | None]:
+def run_cases(exercise: Exercise, obj: Any, cases: list[Case],
+              call_probe: Callable | None = None) -> dict[str, str | None]:
     """Probe and judge every case in-process; returns {test_id: first failure message or None}."""
     results: dict[str, str | None] = {tid: None for tid in exercise.test_ids}
     for case in cases:

@@ -87,7 +87,7 @@ def _reinit(modules: list, gen, head_scale: float = 1.0) -> None:
     """
     with _NO_GRAD():
         for label, module in modules:
-            for name, p in module.named_parameters():
+            for _name, p in module.named_parameters():
                 if label == "Embedding":
                     p.copy_(_RANDN(p.shape, generator=gen))
                 else:
@@ -156,7 +156,8 @@ def _train(model, x, labels, lr: float, num_epochs: int) -> dict:
 def _rebuild(label: str, desc: dict, batch_first: bool):
     c = desc["config"]
     if label == "Embedding":
-        module = _EMBEDDING(c["num_embeddings"], c["embedding_dim"], padding_idx=c["padding_idx"], max_norm=c["max_norm"])
+        module = _EMBEDDING(c["num_embeddings"], c["embedding_dim"], padding_idx=c["padding_idx"],
+                            max_norm=c["max_norm"])
     elif label == "RNN":
         module = _RNN(c["input_size"], c["hidden_size"], c["num_layers"], nonlinearity=c["nonlinearity"],
                       bias=c["bias"], batch_first=batch_first, bidirectional=c["bidirectional"])
@@ -187,7 +188,7 @@ class _Reference:
         for label, module in self.modules():
             _load(module, described["modules"][label][0]["params"])
 
-    def hidden(self, x, reset: bool = False) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, reset: bool = False) -> torch.Tensor:
         """Top-layer hidden states, (seq, batch, H) or (batch, seq, H) as the layout says."""
         inputs = self.emb(x) if self.emb is not None else x
         if not reset:
@@ -196,7 +197,7 @@ class _Reference:
         steps = [self.rnn(step)[0] for step in inputs.split(1, dim=time_dim)]
         return torch.cat(steps, dim=time_dim)
 
-    def logits(self, x, reset: bool = False, order: str = "contract") -> torch.Tensor:
+    def logits(self, x: torch.Tensor, reset: bool = False, order: str = "contract") -> torch.Tensor:
         with _NO_GRAD():
             out = self.fc(self.hidden(x, reset))
             if order != "contract":
@@ -217,14 +218,15 @@ def _structure_problem(name: str, described: Any, *, embedding: bool) -> str | N
         return f"{name} has no nn.RNN submodule: create it in __init__ (self.rnn = nn.RNN(...)) so it is registered."
     if not mods.get("Linear"):
         return (f"{name} has no nn.Linear head: its logits are the RNN's hidden state, which tanh keeps in [-1, 1], "
-                f"so the mean loss can never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. Add self.fc = nn.Linear(hidden_size, num_class) "
-                "and apply it to the RNN's output.")
+                f"so the mean loss can never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. "
+                "Add self.fc = nn.Linear(hidden_size, num_class) and apply it to the RNN's output.")
     for label in ("Embedding", "RNN", "Linear"):
         if len(mods.get(label, [])) > 1:
-            return f"{name} has {len(mods[label])} nn.{label} submodules; the contract is one of each ({'Embedding -> ' if embedding else ''}RNN -> Linear)."
+            return (f"{name} has {len(mods[label])} nn.{label} submodules; the contract is one of each "
+                    f"({'Embedding -> ' if embedding else ''}RNN -> Linear).")
     if described.get("extra"):
-        return (f"{name} has parameters outside its nn.Embedding/nn.RNN/nn.Linear modules ({', '.join(described['extra'][:4])}); "
-                "the contract's model has no others.")
+        return (f"{name} has parameters outside its nn.Embedding/nn.RNN/nn.Linear modules "
+                f"({', '.join(described['extra'][:4])}); the contract's model has no others.")
     rnn = mods["RNN"][0]["config"]
     if rnn["bidirectional"] or rnn["proj_size"]:
         return f"{name}'s nn.RNN must be a plain one-directional RNN (no bidirectional, no proj_size)."
@@ -232,7 +234,7 @@ def _structure_problem(name: str, described: Any, *, embedding: bool) -> str | N
 
 
 def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidden_size: int, num_layers: int,
-                   seq_len: int, batch: int, batch_first: bool) -> str | None:
+                   batch: int, batch_first: bool) -> str | None:
     if "error" in observed:
         return f"{name}'s forward raised {observed['error']}"
     if "returned" in observed:
@@ -241,7 +243,8 @@ def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidd
         return f"forward must return a torch.Tensor of logits, shape {expected}."
     logits = observed["logits"]
     if logits["dtype"] != "float32":
-        return f"the logits have dtype {logits['dtype']}, expected float32: keep the model's dtype (no .double(), no argmax)."
+        return (f"the logits have dtype {logits['dtype']}, expected float32: "
+                "keep the model's dtype (no .double(), no argmax).")
     shape = tuple(logits["shape"])
     if shape == expected:
         if tuple(unpack(logits).shape) != expected:
@@ -261,7 +264,8 @@ def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidd
     return f"the logits have shape {shape}, expected {want}."
 
 
-def _value_problem(name: str, reference: _Reference, described: dict, x, logits: torch.Tensor, *, embedding: bool) -> str | None:
+def _value_problem(name: str, reference: _Reference, described: dict, x, logits: torch.Tensor, *,
+                   embedding: bool) -> str | None:
     """None when ``logits`` are what the contract's model computes; else the likeliest fault."""
     expected = reference.logits(x)
     tol = 1e-4 * max(1.0, float(expected.abs().max()))
@@ -287,7 +291,8 @@ def _value_problem(name: str, reference: _Reference, described: dict, x, logits:
     if max_diff(logits, reference.logits(x, order="swapped")) <= tol:
         rows = "b*seq_len + t" if embedding else "t*batch + b"
         return (f"{name}'s rows are in the wrong order: the logits of sequence b at step t must be row {rows}, "
-                "the order .reshape(-1, num_class) gives on the RNN's output layout. Don't transpose before flattening.")
+                "the order .reshape(-1, num_class) gives on the RNN's output layout. "
+                "Don't transpose before flattening.")
     if max_diff(logits, _SOFTMAX(expected, dim=1)) <= tol:
         return (f"{name} returns probabilities (softmax): return the raw logits, "
                 "nn.CrossEntropyLoss applies log-softmax itself.")
@@ -297,7 +302,8 @@ def _value_problem(name: str, reference: _Reference, described: dict, x, logits:
                 "output). Return the Linear head's output as it is.")
     return (f"{name}'s logits differ from {'Embedding -> ' if embedding else ''}nn.RNN -> nn.Linear with the same "
             f"parameters (max difference {max_diff(logits, expected):.3g}): forward must feed "
-            f"{'the embedded x' if embedding else 'x'} to the RNN (h0 = zeros or none) and the RNN's output to the Linear head.")
+            f"{'the embedded x' if embedding else 'x'} to the RNN (h0 = zeros or none) "
+            "and the RNN's output to the Linear head.")
 
 
 class _ModelExercise(Exercise):
@@ -323,10 +329,10 @@ class _ModelExercise(Exercise):
     def args(self, sizes: dict) -> dict:
         raise NotImplementedError
 
-    def make_input(self, gen, sizes: dict):
+    def make_input(self, gen: torch.Generator, sizes: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    def train_input(self):
+    def train_input(self) -> torch.Tensor:
         raise NotImplementedError
 
     def n_rows(self, sizes: dict) -> int:
@@ -385,8 +391,8 @@ class _ModelExercise(Exercise):
         if "untrained_shape" in observed:
             observed = dict(observed, logits={"tensor": [], "dtype": "float32", "shape": observed["untrained_shape"]})
         shape = _shape_problem(self.name, observed, expected, hidden_size=sizes["hidden_size"],
-                               num_layers=sizes.get("num_layers", 1), seq_len=sizes["seq_len"],
-                               batch=sizes["batch"], batch_first=self.batch_first)
+                               num_layers=sizes.get("num_layers", 1), batch=sizes["batch"],
+                               batch_first=self.batch_first)
         structure = _structure_problem(self.name, observed, embedding=self.embedding)
         if kind == "shape":
             if shape and structure and "error" in observed:
@@ -421,7 +427,7 @@ class _ModelExercise(Exercise):
         if not isinstance(runs, list) or len(runs) != len(d["seeds"]):
             return f"{self.name} could not be trained."
         losses = []
-        for seed, run in zip(d["seeds"], runs):
+        for seed, run in zip(d["seeds"], runs, strict=True):
             problem, loss = self.run_loss(dict(d, seed=seed), run)
             if problem:
                 return problem
@@ -431,10 +437,11 @@ class _ModelExercise(Exercise):
             shown = " and ".join(f"{loss:.3f}" for loss in losses)
             why = ""
             if best >= TANH_FLOOR - 1e-3:
-                why = f" Both are above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: check that the Linear head comes last."
+                why = (f" Both are above {TANH_FLOOR:.3f}, the floor of logits bounded in [-1, 1]: "
+                       "check that the Linear head comes last.")
             return (f"{self.name} does not learn: after {self.NUM_EPOCHS} epochs of Adam (lr {self.LR}) on hello -> "
-                    f"{_word(d['target'])} from two fresh initialisations, its mean losses are {shown}; a correct model "
-                    f"gets below {self.THRESHOLD} (calibrated on 1,000 seeds).{why}")
+                    f"{_word(d['target'])} from two fresh initialisations, its mean losses are {shown}; "
+                    f"a correct model gets below {self.THRESHOLD} (calibrated on 1,000 seeds).{why}")
         return None
 
     def _after_training(self, d: dict, observed: dict, reference: _Reference) -> str | None:
@@ -452,12 +459,14 @@ class OneHotExercise(Exercise):
         rng = random.Random(seed)
         out = [Case(self.test_ids[0], "hello as a list", {"indices": list(HELLO), "num_classes": 4, "as": "list"}),
                Case(self.test_ids[0], "hello as a tensor", {"indices": list(HELLO), "num_classes": 4, "as": "tensor"}),
-               Case(self.test_ids[0], "num_classes above the largest index", {"indices": [0, 2, 1], "num_classes": 6, "as": "tensor"}),
+               Case(self.test_ids[0], "num_classes above the largest index",
+                    {"indices": [0, 2, 1], "num_classes": 6, "as": "tensor"}),
                Case(self.test_ids[0], "one index", {"indices": [rng.randrange(5)], "num_classes": 5, "as": "list"})]
         for kind in ("list", "tensor"):
             n = rng.randint(2, 9)
             indices = [rng.randrange(n) for _ in range(rng.randint(3, 12))]
-            out.append(Case(self.test_ids[0], f"random {kind}", {"indices": indices, "num_classes": n + rng.randint(0, 3), "as": kind}))
+            out.append(Case(self.test_ids[0], f"random {kind}",
+                            {"indices": indices, "num_classes": n + rng.randint(0, 3), "as": kind}))
         return out
 
     def probe(self, fn: Any, case: Case) -> Any:
@@ -518,7 +527,8 @@ class OneHotExercise(Exercise):
             return None
         for shift in (1, -1):
             if max_diff(got, _EYE(num_classes)[(torch.tensor(indices) + shift) % num_classes]) == 0:
-                return f"{call} puts each 1 one column {'right' if shift > 0 else 'left'} of its index: index k goes in column k (counting from 0)."
+                return (f"{call} puts each 1 one column {'right' if shift > 0 else 'left'} of its index: "
+                        "index k goes in column k (counting from 0).")
         bad = next(i for i in range(n) if max_diff(got[i], expected[i]) > 0)
         return (f"{call} row {bad} is {got[bad].tolist()}, expected {expected[bad].tolist()}: "
                 f"row i is all zeros except a 1 in column indices[i].")
@@ -542,10 +552,10 @@ class OneHotRNNExercise(_ModelExercise):
     def args(self, s: dict) -> dict:
         return {"input_size": s["input_size"], "hidden_size": s["hidden_size"], "num_class": s["num_class"]}
 
-    def make_input(self, gen, s: dict):
+    def make_input(self, gen: torch.Generator, s: dict) -> torch.Tensor:
         return _one_hot_input(gen, s["seq_len"], s["batch"], s["input_size"])
 
-    def train_input(self):
+    def train_input(self) -> torch.Tensor:
         return _EYE(4)[torch.tensor(HELLO)].view(len(HELLO), 1, 4)
 
     def cases(self, seed: int) -> list[Case]:
@@ -554,8 +564,10 @@ class OneHotRNNExercise(_ModelExercise):
         shapes = [(5, 1, 4, 8, 4), (3, 2, 4, 6, 4), (4, 3, 5, 7, 3),
                   (rng.randint(2, 7), rng.randint(2, 4), rng.randint(2, 6), rng.randint(2, 9), rng.randint(2, 6))]
         for seq_len, batch, input_size, hidden_size, num_class in shapes:
-            sizes = {"seq_len": seq_len, "batch": batch, "input_size": input_size, "hidden_size": hidden_size, "num_class": num_class}
-            out.append(Case(self.test_ids[0], f"{sizes}", {"kind": "values", "sizes": sizes, "seed": rng.randrange(2**31)}))
+            sizes = {"seq_len": seq_len, "batch": batch, "input_size": input_size, "hidden_size": hidden_size,
+                     "num_class": num_class}
+            out.append(Case(self.test_ids[0], f"{sizes}",
+                            {"kind": "values", "sizes": sizes, "seed": rng.randrange(2**31)}))
         for target in (list(OHLOL), [rng.randrange(4) for _ in HELLO]):
             out.append(self.train_case(self.test_ids[1], target, rng))
         return out
@@ -582,10 +594,10 @@ class EmbeddingRNNExercise(_ModelExercise):
         return {"num_class": s["num_class"], "embedding_size": s["embedding_size"],
                 "hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
 
-    def make_input(self, gen, s: dict):
+    def make_input(self, gen: torch.Generator, s: dict) -> torch.Tensor:
         return torch.randint(0, s["num_class"], (s["batch"], s["seq_len"]), generator=gen)
 
-    def train_input(self):
+    def train_input(self) -> torch.Tensor:
         return torch.tensor([HELLO])
 
     def cases(self, seed: int) -> list[Case]:
@@ -593,9 +605,11 @@ class EmbeddingRNNExercise(_ModelExercise):
         out = []
         shapes = {
             "test_embedding_rnn_shape": [(4, 10, 8, 2, 1, 5), (4, 3, 5, 1, 3, 4), (6, 5, 7, 3, 2, 6),
-                                         (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9), rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 7))],
+                                         (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9),
+                                          rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 7))],
             "test_embedding_rnn_structure": [(4, 10, 8, 2, 2, 5), (5, 3, 6, 1, 3, 4),
-                                             (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9), rng.randint(1, 3), rng.randint(2, 4), rng.randint(2, 7))],
+                                             (rng.randint(2, 8), rng.randint(2, 8), rng.randint(2, 9),
+                                              rng.randint(1, 3), rng.randint(2, 4), rng.randint(2, 7))],
         }
         for test_id, combos in shapes.items():
             for num_class, embedding_size, hidden_size, num_layers, batch, seq_len in combos:

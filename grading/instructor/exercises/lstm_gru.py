@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -93,7 +94,7 @@ PRE_VARIANTS = {
 def _lstm(x, h, c, p, order=(0, 1, 2, 3), act=(_sig, _sig, _tanh, _sig), pre=_pre, cell=None, out=None):
     a, b = pre(x, h, p)
     blocks = (a + b).chunk(4, 1)
-    i, f, g, o = (fn(blocks[k]) for fn, k in zip(act, order))
+    i, f, g, o = (fn(blocks[k]) for fn, k in zip(act, order, strict=True))
     c2 = cell(i, f, g, c) if cell else f * c + i * g
     h2 = out(o, c2, c) if out else o * torch.tanh(c2)
     return h2, c2
@@ -137,7 +138,8 @@ LSTM_BUGS: list[tuple[str, str, Callable]] = [
      lambda x, h, c, p: _lstm(x, h, c, p, act=(_sig, _tanh, _tanh, _sig))),
     ("o_tanh", "output gate: h' = o * tanh(c') with o = sigmoid(...); yours uses tanh for o",
      lambda x, h, c, p: _lstm(x, h, c, p, act=(_sig, _sig, _tanh, _tanh))),
-    ("all_sigmoid_tanh_swapped", "activations swapped: i, f, o use sigmoid and the candidate g uses tanh; yours does the opposite",
+    ("all_sigmoid_tanh_swapped", "activations swapped: i, f, o use sigmoid and the candidate g uses tanh; "
+                                 "yours does the opposite",
      lambda x, h, c, p: _lstm(x, h, c, p, act=(_tanh, _tanh, _sig, _tanh))),
     ("memory", "cell memory dropped: c' = f * c + i * g; with f forced to 1 and i to 0, c must carry over unchanged, "
                "but your c' does not depend on c",
@@ -173,7 +175,7 @@ LSTM_BUGS: list[tuple[str, str, Callable]] = [
 ]
 LSTM_BUGS += [
     (f"order_{''.join(map(str, perm))}", _order_message("lstm", perm),
-     (lambda perm: lambda x, h, c, p: _lstm(x, h, c, p, order=perm))(perm))
+     (lambda order: lambda x, h, c, p: _lstm(x, h, c, p, order=order))(perm))
     for perm in itertools.permutations(range(4)) if perm != (0, 1, 2, 3)
 ]
 
@@ -208,12 +210,13 @@ GRU_BUGS: list[tuple[str, str, Callable]] = [
      lambda x, h, c, p: _gru(x, h, p, pre=PRE_VARIANTS["no_bias_hh"])),
     ("no_bias_ih", "biases: the gates use b_ih + b_hh, and n uses b_in + r * (W_hn h + b_hn); yours leaves out bias_ih",
      lambda x, h, c, p: _gru(x, h, p, pre=PRE_VARIANTS["no_bias_ih"])),
-    ("no_bias", "biases: the gates use b_ih + b_hh, and n uses b_in + r * (W_hn h + b_hn); yours leaves out both biases",
+    ("no_bias", "biases: the gates use b_ih + b_hh, and n uses b_in + r * (W_hn h + b_hn); "
+                "yours leaves out both biases",
      lambda x, h, c, p: _gru(x, h, p, pre=PRE_VARIANTS["no_bias"])),
 ]
 GRU_BUGS += [
     (f"order_{''.join(map(str, perm))}", _order_message("gru", perm),
-     (lambda perm: lambda x, h, c, p: _gru(x, h, p, order=perm))(perm))
+     (lambda order: lambda x, h, c, p: _gru(x, h, p, order=order))(perm))
     for perm in itertools.permutations(range(3)) if perm != (0, 1, 2)
 ]
 
@@ -236,7 +239,8 @@ GRU_RULES = [
                     "not the other way"),
     ("candidate", "h", "candidate: with r forced to 1 (and z = 0.5, so h' = (n + h) / 2), "
                        "n = tanh(W_in x + b_in + W_hn h + b_hn)"),
-    ("reset_mid", "h", f"{RESET_RULE}: r multiplies W_hn h + b_hn element by element, W_hn (r * h) is another function"),
+    ("reset_mid", "h",
+     f"{RESET_RULE}: r multiplies W_hn h + b_hn element by element, W_hn (r * h) is another function"),
 ]
 # Checked only when no rule above points at a gate: they fail for almost any bug.
 LSTM_GENERAL = [("zero_state", "c", "input gate / candidate: with zero state, c' = i*g (i = sigmoid, g = tanh of the "
@@ -291,14 +295,18 @@ def _diagnosis_probes(kind: str, gen: torch.Generator) -> list[dict]:
     if kind == "gru":
         gate_bias[2 * s:] = 0  # b_in and b_hn are not interchangeable: move only the r and z biases
     w_hh = zeros_w if kind == "lstm" else torch.cat([torch.zeros(2 * s, s, dtype=torch.float64), rnd(s, s)])
-    probes += [("bias_ih", params(zeros_w, w_hh, bias_ih=gate_bias, bias_hh=torch.zeros(k * s, dtype=torch.float64)), x, h, c),
-               ("bias_hh", params(zeros_w, w_hh, bias_ih=torch.zeros(k * s, dtype=torch.float64), bias_hh=gate_bias), x, h, c)]
+    probes += [("bias_ih", params(zeros_w, w_hh, bias_ih=gate_bias, bias_hh=torch.zeros(k * s, dtype=torch.float64)),
+                x, h, c),
+               ("bias_hh", params(zeros_w, w_hh, bias_ih=torch.zeros(k * s, dtype=torch.float64), bias_hh=gate_bias),
+                x, h, c)]
     if kind == "lstm":
         on_all = params(zeros_w, zeros_w, bias=_bias(4, s, {0: SAT, 1: SAT, 2: SAT, 3: SAT}))
         probes += [("memory", on_all, x, h, c), ("memory_b", on_all, x, h, rnd(n, s))]
         probes.append(("forget", params(zeros_w, zeros_w, bias=_bias(4, s, {0: -SAT, 1: SAT, 3: SAT})), x, h, c))
-        probes.append(("input_shut", params(zeros_w, zeros_w, bias=_bias(4, s, {0: -SAT, 1: -SAT, 2: rnd(s), 3: SAT})), x, h, c))
-        probes.append(("candidate", params(zeros_w, zeros_w, bias=_bias(4, s, {0: SAT, 1: -SAT, 2: rnd(s), 3: SAT})), x, zero, zero))
+        probes.append(("input_shut", params(zeros_w, zeros_w, bias=_bias(4, s, {0: -SAT, 1: -SAT, 2: rnd(s), 3: SAT})),
+                       x, h, c))
+        probes.append(("candidate", params(zeros_w, zeros_w, bias=_bias(4, s, {0: SAT, 1: -SAT, 2: rnd(s), 3: SAT})),
+                       x, zero, zero))
         probes.append(("zero_state", params(), x, zero, zero))
         probes.append(("output", params(zeros_w, zeros_w, bias=_bias(4, s, {0: -SAT, 1: SAT, 3: rnd(s)})), x, h, c))
     else:
@@ -315,7 +323,8 @@ def _diagnosis_probes(kind: str, gen: torch.Generator) -> list[dict]:
         probes.append(("reset_mid", params(zeros_w, w_hn, bias_ih=mid, bias_hh=_bias(3, s, {2: rnd(s)})), x, h, c))
         probes.append(("zero_state", params(), x, zero, zero))
     probes.append(("random", params(), x, h, c))
-    return [{"label": label, "params": {k_: pack(v) for k_, v in p.items()}, "x": pack(x_), "h": pack(h_), "c": pack(c_)}
+    return [{"label": label, "params": {k_: pack(v) for k_, v in p.items()},
+             "x": pack(x_), "h": pack(h_), "c": pack(c_)}
             for label, p, x_, h_, c_ in probes]
 
 
@@ -422,7 +431,7 @@ class CellExercise(Exercise):
             out = cell(x, (h, c)) if self.lstm else cell(x, h)
         except NotImplementedError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a crash of student code is reported, not raised
             return {"error": "forward", "message": _first_line(exc), "where": where}
         if self.lstm:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -432,7 +441,8 @@ class CellExercise(Exercise):
             out_h, out_c = out, None
         for value in (out_h, out_c) if self.lstm else (out_h,):
             if not isinstance(value, torch.Tensor):
-                return {"error": "return", "message": f"returned a {type(value).__name__} where a tensor belongs", "where": where}
+                return {"error": "return", "message": f"returned a {type(value).__name__} where a tensor belongs",
+                        "where": where}
         result = {"h": pack(out_h), "c": pack(out_c) if self.lstm else None, "where": where}
         if not grad:
             return result
@@ -444,7 +454,7 @@ class CellExercise(Exercise):
             loss = loss + (out_c * unpack(data["up_c"])).sum()
         try:
             loss.backward()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - reported to the student
             result["backward_error"] = _first_line(exc)
             return result
         named = dict(cell.named_parameters())
@@ -458,7 +468,7 @@ class CellExercise(Exercise):
         init = {k: unpack(v) for k, v in data["init"].items()}
         try:
             model.load_state_dict(init)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - student code: any exception is a failed probe
             raise ProbeError(f"could not take the course model's initial weights ({_first_line(exc)})") from None
         losses = train_char_model(model, data["source"], data["target"], data["num_epochs"], data["lr"])
         with torch.no_grad():
@@ -484,7 +494,9 @@ class CellExercise(Exercise):
         return (f"weight_ih ({k}*hidden_size, input_size), weight_hh ({k}*hidden_size, hidden_size), "
                 f"bias_ih ({k}*hidden_size,), bias_hh ({k}*hidden_size,)")
 
-    def reference(self, params: dict, x, h, c, grad=False, up_h=None, up_c=None):
+    def reference(self, params: dict[str, torch.Tensor], x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                  grad: bool = False, up_h: torch.Tensor | None = None, up_c: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor | None] | None]:
         rows, input_size = params["weight_ih"].shape
         cell = self.torch_cell(input_size, rows // self.k, dtype=x.dtype)
         cell.load_state_dict(params)
@@ -521,7 +533,8 @@ class CellExercise(Exercise):
                         f"optimizer trains it and load_state_dict copies it; expected {self.layout()}.")
             if params[name] != shape:
                 return (f"{self.name}({i}, {h}).{name} has shape {tuple(params[name])}, expected {labels[name]} = "
-                        f"{tuple(shape)}: the {k} gate blocks are stacked along dim 0, as in nn.{self.torch_cell.__name__}.")
+                        f"{tuple(shape)}: the {k} gate blocks are stacked along dim 0, "
+                        f"as in nn.{self.torch_cell.__name__}.")
         extra = sorted(set(state) - set(expected))
         if extra:
             return (f"{self.name} has more than the four parameters: {', '.join(extra)}. nn.{self.torch_cell.__name__} "
@@ -530,21 +543,24 @@ class CellExercise(Exercise):
 
     def _error_message(self, result: dict) -> str:
         w = result.get("where", {})
-        at = f"batch={w.get('batch')}, input_size={w.get('input_size')}, hidden_size={w.get('hidden_size')}, {w.get('dtype')}"
+        at = (f"batch={w.get('batch')}, input_size={w.get('input_size')}, hidden_size={w.get('hidden_size')}, "
+              f"{w.get('dtype')}")
         msg = result.get("message", "")
         if result["error"] == "build":
-            return (f"{self.name}({w.get('input_size')}, {w.get('hidden_size')}) could not take nn.{self.torch_cell.__name__}'s "
-                    f"weights with load_state_dict ({msg}). It must hold exactly four nn.Parameters: {self.layout()}.")
+            return (f"{self.name}({w.get('input_size')}, {w.get('hidden_size')}) "
+                    f"could not take nn.{self.torch_cell.__name__}'s weights with load_state_dict ({msg}). "
+                    f"It must hold exactly four nn.Parameters: {self.layout()}.")
         if result["error"] == "return":
             want = "a pair (h', c')" if self.lstm else "the new hidden state h' (one tensor)"
             return f"{self.name}.forward must return {want}; it {msg} ({at})."
         hint = ""
         low = msg.lower()
         if any(s in low for s in ("mat1", "mat2", "shapes cannot", "size of tensor", "must match the size", "shape")):
-            hint = (f" x (batch, input_size) multiplies weight_ih.T and h (batch, hidden_size) multiplies weight_hh.T; "
+            hint = (" x (batch, input_size) multiplies weight_ih.T and h (batch, hidden_size) multiplies weight_hh.T; "
                     "one weight shared by x and h only fits when input_size == hidden_size.")
         elif "dtype" in low or "double" in low or "float" in low:
-            hint = " Keep x's dtype: tensors created inside forward with torch.zeros(...) default to float32 (use torch.zeros_like or x.new_zeros)."
+            hint = (" Keep x's dtype: tensors created inside forward with torch.zeros(...) default to float32 "
+                    "(use torch.zeros_like or x.new_zeros).")
         return f"{self.name}.forward raised {msg} ({at}).{hint}"
 
     def _judge_random(self, case, observed) -> str | None:
@@ -566,15 +582,16 @@ class CellExercise(Exercise):
                 return (f"{label} has dtype {got['dtype']} for {dtype} inputs: keep x's dtype (no torch.tensor(...), "
                         f".float() or float32 tensors created inside forward) ({at}).")
             if tuple(got["shape"]) != tuple(want.shape):
-                return (f"{label} has shape {tuple(got['shape'])}, expected (batch, hidden_size) = {tuple(want.shape)} ({at}). "
+                return (f"{label} has shape {tuple(got['shape'])}, "
+                        f"expected (batch, hidden_size) = {tuple(want.shape)} ({at}). "
                         f"x @ weight_ih.T is (batch, {self.k}*hidden_size): split it into {self.k} blocks along dim 1.")
             if case.label == "forward":
                 continue
             diff = max_diff(unpack(got), want)
             if diff > tolerance(dtype):
-                return (f"{label} differs from nn.{self.torch_cell.__name__} with the same weights by {diff:.3g} ({at}), "
-                        "although the gate probes (input_size == hidden_size, float64) pass: look at what changes with the "
-                        "shape or the dtype.")
+                return (f"{label} differs from nn.{self.torch_cell.__name__} with the same weights "
+                        f"by {diff:.3g} ({at}), although the gate probes (input_size == hidden_size, float64) pass: "
+                        "look at what changes with the shape or the dtype.")
         if not grad:
             return None
         if observed.get("backward_error"):
@@ -590,8 +607,8 @@ class CellExercise(Exercise):
             got, want = observed["grads"].get(name), ref[2][name]
             if got is None:
                 if name in PARAMS:
-                    return (f"{name} gets no gradient: it must be an nn.Parameter of {self.name} and be used in forward "
-                            "(a plain tensor or a buffer is never trained).")
+                    return (f"{name} gets no gradient: it must be an nn.Parameter of {self.name} "
+                            "and be used in forward (a plain tensor or a buffer is never trained).")
                 return (f"the gradient with respect to {name} is missing: {name} must reach the outputs through torch "
                         "operations (no .detach(), .data or torch.tensor(...) on the way).")
             got = unpack(got)
@@ -599,13 +616,15 @@ class CellExercise(Exercise):
             if max_diff(got, want) > tol * scale:
                 if name in PARAMS:
                     gates = ("i", "f", "g", "o") if self.lstm else ("r", "z", "n")
-                    worst = max(range(self.k), key=lambda b: max_diff(got[b * hidden:(b + 1) * hidden], want[b * hidden:(b + 1) * hidden]))
+                    worst = max(range(self.k), key=lambda b: max_diff(got[b * hidden:(b + 1) * hidden],
+                                                                     want[b * hidden:(b + 1) * hidden]))
                     where = f" (worst in the block of gate {gates[worst]}, rows {worst}H:{worst + 1}H)"
                 else:
                     where = ""
                 return (f"the gradient with respect to {name} differs from nn.{self.torch_cell.__name__}'s by "
-                        f"{max_diff(got, want):.3g}{where} ({at}), while the forward values are right: something cuts or "
-                        "bends the graph (.detach(), .data, torch.no_grad(), or a value copied out of the graph).")
+                        f"{max_diff(got, want):.3g}{where} ({at}), while the forward values are right: "
+                        "something cuts or bends the graph (.detach(), .data, torch.no_grad(), "
+                        "or a value copied out of the graph).")
         return None
 
     def _judge_diagnosis(self, case, observed, test_id) -> str | None:
@@ -617,14 +636,15 @@ class CellExercise(Exercise):
             if "error" in result:
                 return self._error_message(result)
         got, want, inputs = {}, {}, {}
-        for probe, result in zip(probes, results):
+        for probe, result in zip(probes, results, strict=True):
             label = probe["label"]
             params = {k: unpack(v) for k, v in probe["params"].items()}
             x, h, c = unpack(probe["x"]), unpack(probe["h"]), unpack(probe["c"])
             inputs[label] = (x, h, c, params)
             for key in ("h", "c") if self.lstm else ("h",):
                 value = result[key]
-                if not is_packed_tensor(value) or value["dtype"] != "float64" or value["shape"] != [DIAG_BATCH, DIAG_SIZE]:
+                if (not is_packed_tensor(value) or value["dtype"] != "float64"
+                        or value["shape"] != [DIAG_BATCH, DIAG_SIZE]):
                     shape = tuple(value["shape"]) if is_packed_tensor(value) else type(value).__name__
                     return (f"{self.name}: in float64 with batch={DIAG_BATCH}, input_size=hidden_size={DIAG_SIZE}, "
                             f"{key}' should be a float64 tensor of shape ({DIAG_BATCH}, {DIAG_SIZE}); got "
@@ -639,20 +659,24 @@ class CellExercise(Exercise):
 
         if not any(off(label) for label in got):
             return None
-        for key, message, bug in self.bugs:
+        for _key, message, bug in self.bugs:
             try:
                 matches = all(
-                    all(max_diff(o, w) <= PROBE_TOL for o, w in zip(got[label], bug(*inputs[label][:3], inputs[label][3])) if o is not None)
+                    all(max_diff(o, w) <= PROBE_TOL
+                        for o, w in zip(got[label], bug(*inputs[label][:3], inputs[label][3]), strict=True)
+                        if o is not None)
                     for label in got)
             except RuntimeError:  # the bug's shapes do not fit these probes
                 matches = False
             if matches:
                 return self._verdict(test_id, [message])
         failures = []
-        same = lambda a, b: all(max_diff(p, q) <= PROBE_TOL for p, q in zip(got[a], got[b]) if p is not None)  # noqa: E731
+        same = lambda a, b: all(max_diff(p, q) <= PROBE_TOL
+                                for p, q in zip(got[a], got[b], strict=True) if p is not None)
         if not same("x_off_a", "x_off_b"):
             failures.append(X_PATH)
-        if not all(max_diff(p[:, 1:], q[:, 1:]) <= PROBE_TOL for p, q in zip(got["h_off_a"], got["h_off_b"]) if p is not None):
+        if not all(max_diff(p[:, 1:], q[:, 1:]) <= PROBE_TOL
+                   for p, q in zip(got["h_off_a"], got["h_off_b"], strict=True) if p is not None):
             failures.append(H_PATH)
         if not same("bias_ih", "bias_hh"):
             failures.append(BIAS_MOVED)
@@ -660,7 +684,8 @@ class CellExercise(Exercise):
             failures.append("cell memory dropped: c' = f * c + i * g; with f forced to 1 and i to 0, c must carry over "
                             "unchanged, but your c' does not depend on c")
         elif self.lstm and off("memory", "c"):
-            failures.append("cell state: with every gate forced open (i = f = o = 1, g = 1), c' = f * c + i * g must be c + 1")
+            failures.append("cell state: with every gate forced open (i = f = o = 1, g = 1), "
+                            "c' = f * c + i * g must be c + 1")
         if not self.lstm and not same("reset_shut", "reset_shut_b"):
             failures.append(RESET_SHUT)
         for label, which, message in self.rules:
@@ -692,14 +717,16 @@ class CellExercise(Exercise):
             if max_diff(outputs[1], torch.sigmoid(pre).expand_as(outputs[1])) <= PROBE_TOL:
                 return " (yours uses sigmoid for g)"
         if not self.lstm and label == "candidate":
-            pre = (x @ p["weight_ih"][2 * s:].T + p["bias_ih"][2 * s:] + h @ p["weight_hh"][2 * s:].T + p["bias_hh"][2 * s:])
+            pre = (x @ p["weight_ih"][2 * s:].T + p["bias_ih"][2 * s:]
+                   + h @ p["weight_hh"][2 * s:].T + p["bias_hh"][2 * s:])
             if max_diff(outputs[0], (torch.sigmoid(pre) + h) / 2) <= PROBE_TOL:  # z = 0.5 in this probe
                 return " (yours uses sigmoid for n)"
         return ""
 
     def _verdict(self, test_id, failures) -> str:
         lead = {self.test_ids[1]: "", self.test_ids[2]: "gradients cannot match while the forward pass is wrong: ",
-                self.test_ids[3]: "the retrained model is judged with torch's cell, so the forward pass must be right first: "}.get(test_id, "")
+                self.test_ids[3]: "the retrained model is judged with torch's cell, "
+                                  "so the forward pass must be right first: "}.get(test_id, "")
         if len(failures) == 1:
             return f"{self.name}: {lead}{failures[0]}."
         listed = "; ".join(f"({n}) {f}" for n, f in enumerate(failures, 1))
@@ -719,21 +746,24 @@ class CellExercise(Exercise):
         theirs = unpack(observed["logits"])
         scale = max(1.0, float(logits.abs().max()))
         if max_diff(theirs, logits) > 1e-4 * scale:
-            return (f"after training, your cell's outputs differ from nn.{self.torch_cell.__name__}'s on the same trained "
-                    f"weights by {max_diff(theirs, logits):.3g}: in float32 within CharModel (input_size="
-                    f"{d['embedding_size']}, hidden_size={d['hidden_size']}, batch 1) your cell computes something else.")
+            return (f"after training, your cell's outputs differ from nn.{self.torch_cell.__name__}'s "
+                    f"on the same trained weights by {max_diff(theirs, logits):.3g}: in float32 within CharModel "
+                    f"(input_size={d['embedding_size']}, hidden_size={d['hidden_size']}, batch 1) "
+                    "your cell computes something else.")
         cell_keys = [k for k in init if k.startswith("cell.")]
         if all(max_diff(state[k], init[k]) == 0 for k in cell_keys):
             return (f"training did not change any parameter of {self.name}: create weight_ih, weight_hh, bias_ih and "
-                    "bias_hh with nn.Parameter (and use them in forward) so that model.parameters() hands them to the optimizer.")
+                    "bias_hh with nn.Parameter (and use them in forward) "
+                    "so that model.parameters() hands them to the optimizer.")
         unchanged = [k.removeprefix("cell.") for k in cell_keys if max_diff(state[k], init[k]) == 0]
         if unchanged:
             return (f"training did not change {', '.join(unchanged)}: they must be nn.Parameters used in forward, "
                     "so that they get gradients and the optimizer trains them.")
         if not math.isfinite(loss) or loss > LOSS_THRESHOLD:
             prediction = decode(logits.argmax(dim=1))
-            return (f"retrained from a fixed start on {d['source']!r} -> {d['target']!r} ({d['num_epochs']} epochs, Adam "
-                    f"lr {d['lr']}), the course model with your cell ends at a summed loss of {loss:.3f} (predicting "
+            return (f"retrained from a fixed start on {d['source']!r} -> {d['target']!r} "
+                    f"({d['num_epochs']} epochs, Adam lr {d['lr']}), "
+                    f"the course model with your cell ends at a summed loss of {loss:.3f} (predicting "
                     f"{prediction!r}); a correct cell ends below {LOSS_THRESHOLD} from every start we tried.")
         return None
 

@@ -16,7 +16,7 @@ FUSED_REASON = (
 )
 
 
-def _activation_hint(out: torch.Tensor, expected: torch.Tensor, tol: float) -> str | None:
+def _activation_hint(out: torch.Tensor, expected: torch.Tensor) -> str | None:
     """Name the activation when the output is tanh's argument passed through another one."""
     pre = torch.atanh(expected.clamp(-1 + 1e-12, 1 - 1e-12))
     if max_diff(out, pre) <= 1e-6:
@@ -82,7 +82,8 @@ class RnnCellStep(Exercise):
                 a.requires_grad_(True)
         out = fn(*args)
         if not isinstance(out, torch.Tensor):
-            raise ProbeError(f"returned a {type(out).__name__}; it must return a torch.Tensor (the new hidden state h')")
+            raise ProbeError(f"returned a {type(out).__name__}; "
+                             "it must return a torch.Tensor (the new hidden state h')")
         if case.label != "gradients":
             return {"out": pack(out)}
         if not out.requires_grad:
@@ -90,7 +91,8 @@ class RnnCellStep(Exercise):
         (out * unpack(case.data["upstream"])).sum().backward()
         return {"out": pack(out), "grads": [pack(a.grad) if a.grad is not None else None for a in args]}
 
-    def reference(self, case: Case, grad: bool = False):
+    def reference(self, case: Case,
+                  grad: bool = False) -> tuple[torch.Tensor, list[torch.Tensor | None] | None]:
         args = [unpack(case.data[k]) for k in self.ARGS]
         if grad:
             for a in args:
@@ -109,27 +111,35 @@ class RnnCellStep(Exercise):
             return "rnn_cell_step must return a torch.Tensor."
         out = unpack(observed["out"])
         if observed["out"]["dtype"] != x["dtype"]:
-            return f"rnn_cell_step returned dtype {observed['out']['dtype']} for {x['dtype']} inputs: keep the inputs' dtype (no torch.tensor(...) or .float() inside)."
+            return (f"rnn_cell_step returned dtype {observed['out']['dtype']} for {x['dtype']} inputs: "
+                    "keep the inputs' dtype (no torch.tensor(...) or .float() inside).")
         if tuple(out.shape) != (batch, hidden):
             return shape_message("h'", list(out.shape), (batch, hidden), ("batch", "hidden_size"),
-                                 "x @ weight_ih.T is (batch, hidden_size): weight_ih is (hidden_size, input_size), so transpose it.")
+                                 "x @ weight_ih.T is (batch, hidden_size): "
+                                 "weight_ih is (hidden_size, input_size), so transpose it.")
         diff = max_diff(out, expected)
         if diff > tolerance(x["dtype"]):
-            hint = _activation_hint(out, expected, tolerance(x["dtype"]))
+            hint = _activation_hint(out, expected)
             if hint:
                 return hint
             return {
-                "bias_only": f"With zero weights h' must be tanh(bias_ih + bias_hh); yours differs by {diff:.3g}. Add both biases and apply tanh.",
-                "input_term": f"With h = 0 and zero biases h' must be tanh(x @ weight_ih.T); yours differs by {diff:.3g}. Check the input term.",
-                "hidden_term": f"With x = 0 and zero biases h' must be tanh(h @ weight_hh.T); yours differs by {diff:.3g}. Check the hidden term (weight_hh, not weight_ih).",
-            }.get(case.label, f"h' differs from torch.nn.RNNCell with the same weights by {diff:.3g} (batch={batch}, hidden_size={hidden}, {x['dtype']}).")
+                "bias_only": f"With zero weights h' must be tanh(bias_ih + bias_hh); yours differs by {diff:.3g}. "
+                             "Add both biases and apply tanh.",
+                "input_term": f"With h = 0 and zero biases h' must be tanh(x @ weight_ih.T); "
+                              f"yours differs by {diff:.3g}. Check the input term.",
+                "hidden_term": f"With x = 0 and zero biases h' must be tanh(h @ weight_hh.T); "
+                               f"yours differs by {diff:.3g}. Check the hidden term (weight_hh, not weight_ih).",
+            }.get(case.label, f"h' differs from torch.nn.RNNCell with the same weights by {diff:.3g} "
+                              f"(batch={batch}, hidden_size={hidden}, {x['dtype']}).")
         if case.label == "gradients":
             grads = observed.get("grads")
             if grads is None:
-                return "h' does not require grad: the result must stay connected to the inputs (no .detach(), .data, .item() or torch.tensor(...))."
-            for name, got, want in zip(self.ARGS, grads, ref_grads):
+                return ("h' does not require grad: the result must stay connected to the inputs "
+                        "(no .detach(), .data, .item() or torch.tensor(...)).")
+            for name, got, want in zip(self.ARGS, grads, ref_grads, strict=False):
                 if got is None or max_diff(unpack(got), want) > 1e-8:
-                    return f"The gradient with respect to {name} is wrong: h' must be computed with differentiable torch operations only."
+                    return (f"The gradient with respect to {name} is wrong: "
+                            "h' must be computed with differentiable torch operations only.")
         return None
 
 
@@ -170,7 +180,8 @@ class RunCell(Exercise):
             raise ProbeError(f"must return a pair (outputs, h_n), got {type(result).__name__}")
         outputs, h_n = result
         if isinstance(outputs, (list, tuple)):
-            raise ProbeError("returned outputs as a Python list: stack the per-step hidden states with torch.stack(..., dim=0)")
+            raise ProbeError("returned outputs as a Python list: "
+                             "stack the per-step hidden states with torch.stack(..., dim=0)")
         return {"outputs": pack(outputs), "h_n": pack(h_n), "seen": seen}
 
     def judge(self, case: Case, observed: Any) -> str | None:
@@ -187,14 +198,16 @@ class RunCell(Exercise):
         tol = tolerance(case.data["inputs"]["dtype"])
         seen = observed.get("seen") or []
         if len(seen) != seq:
-            return f"run_cell called the cell {len(seen)} times for seq_len={seq}: call it once per time step (for x_t in inputs)."
+            return (f"run_cell called the cell {len(seen)} times for seq_len={seq}: "
+                    "call it once per time step (for x_t in inputs).")
         previous = [h0] + [expected[t] for t in range(seq - 1)]
-        for t, (got, want) in enumerate(zip(seen, previous)):
+        for t, (got, want) in enumerate(zip(seen, previous, strict=True)):
             if got is None or max_diff(unpack(got), want) > tol:
                 if t == 0:
                     return "The first step must receive h0 as its hidden state."
                 if max_diff(unpack(got), h0) <= tol:
-                    return f"Step {t} received h0 again: carry the hidden state over (h = cell(x_t, h)), don't reset it every step."
+                    return (f"Step {t} received h0 again: carry the hidden state over (h = cell(x_t, h)), "
+                            "don't reset it every step.")
                 return f"Step {t} received the wrong hidden state: pass the h returned by step {t - 1}."
         if not is_packed_tensor(observed.get("outputs")):
             return "outputs must be a torch.Tensor of shape (seq_len, batch, hidden_size)."
@@ -236,7 +249,7 @@ class RnnShapes(Exercise):
     def cases(self, seed: int) -> list[Case]:
         rng = random.Random(seed)
         out = []
-        for test_id, batch_first in zip(self.test_ids, (False, True)):
+        for test_id, batch_first in zip(self.test_ids, (False, True), strict=True):
             combos = [(3, 1, 4, 2, 1), (5, 2, 3, 7, 2)]
             combos += [tuple(rng.randint(1, 9) for _ in range(4)) + (rng.randint(1, 4),) for _ in range(3)]
             for seq, batch, inp, hid, layers in combos:
@@ -249,12 +262,14 @@ class RnnShapes(Exercise):
         result = fn(**case.data)
         if not isinstance(result, dict):
             raise ProbeError(f"must return a dict with keys {list(self.KEYS)}, got {type(result).__name__}")
-        return {str(k): [int(d) for d in v] if isinstance(v, (tuple, list, torch.Size)) else repr(v) for k, v in result.items()}
+        return {str(k): [int(d) for d in v] if isinstance(v, (tuple, list, torch.Size)) else repr(v)
+                for k, v in result.items()}
 
     def judge(self, case: Case, observed: Any) -> str | None:
         a = case.data
         rnn = torch.nn.RNN(a["input_size"], a["hidden_size"], a["num_layers"], batch_first=a["batch_first"])
-        x_shape = (a["batch_size"], a["seq_len"], a["input_size"]) if a["batch_first"] else (a["seq_len"], a["batch_size"], a["input_size"])
+        x_shape = ((a["batch_size"], a["seq_len"], a["input_size"]) if a["batch_first"]
+                   else (a["seq_len"], a["batch_size"], a["input_size"]))
         h0 = torch.zeros(a["num_layers"], a["batch_size"], a["hidden_size"])
         with torch.no_grad():
             output, h_n = rnn(torch.zeros(x_shape), h0)
@@ -309,14 +324,16 @@ class LastTimeStep(Exercise):
             return "last_time_step must return a torch.Tensor of shape (batch, hidden_size)."
         got = unpack(got)
         if batch_first and max_diff(got, output[-1]) == 0:
-            return "With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: use output[:, -1]."
+            return ("With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: "
+                    "use output[:, -1].")
         if tuple(got.shape) != tuple(expected.shape):
             return shape_message("last_time_step(output)", list(got.shape), tuple(expected.shape),
                                  ("batch", "hidden_size"),
                                  f"with batch_first={batch_first} the time dimension is dim {1 if batch_first else 0}.")
         if max_diff(got, expected) > 0:
             if batch_first and max_diff(got, output[-1]) == 0:
-                return "With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: use output[:, -1]."
+                return ("With batch_first=True, output[-1] is the last sequence of the batch, not the last time step: "
+                        "use output[:, -1].")
             if not batch_first and got.shape == output[:, -1].shape and max_diff(got, output[:, -1]) == 0:
                 return "With batch_first=False the time dimension is dim 0: use output[-1]."
             return f"last_time_step must return the output at the last time step (batch_first={batch_first})."

@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -65,7 +66,7 @@ def _sentinel_args():
     return x, h, torch.zeros(4, 1), torch.zeros(4, 1)
 
 
-def traps_intact(op_lstm_cell, calls: list[str]) -> bool:
+def traps_intact(op_lstm_cell: Callable[..., object], calls: list[str]) -> bool:
     """Whether the recorder still answers for aten::lstm_cell (called through a handle taken before the cell ran)."""
     before = len(calls)
     x, h, w_ih, w_hh = _sentinel_args()
@@ -99,6 +100,7 @@ def run_exercise(spec: dict) -> dict:
     traps = install_traps(calls) if exercise.forbidden_names else None
     op_lstm_cell = torch.ops.aten.lstm_cell.default
     namespace: dict = {"__name__": "__main__", "get_ipython": _Anything(), "display": lambda *a, **k: None}
+    # Running the notebook's setup and the submitted cell is this harness's job (inside the sandbox).
     try:
         exec(compile(spec.get("preamble", exercise.preamble), "<setup>", "exec"), namespace)  # noqa: S102
     except Exception as exc:  # noqa: BLE001 - the notebook's own imports failed: report, don't crash
@@ -119,7 +121,7 @@ def run_exercise(spec: dict) -> dict:
             observed.append({"ok": False, "error": f"{exercise.name} {exc}"})
         except NotImplementedError:
             observed.append({"ok": False, "error": f"{exercise.name} is not implemented yet."})
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - any crash of student code is a finding
             observed.append({"ok": False, "error": f"{exercise.name} raised {_type_name(exc)}"})
     return _with_traps({"observed": observed}, traps, op_lstm_cell, calls)
 
@@ -169,7 +171,8 @@ def _collect(read_fd: int, pid: int, timeout: float) -> dict:
     try:
         return _loads(b"".join(chunks).decode())
     except ValueError:
-        return {"error": "the solution cell ended the process before its check finished (os._exit, a crash or the memory limit)"}
+        return {"error": "the solution cell ended the process before its check finished "
+                         "(os._exit, a crash or the memory limit)"}
 
 
 def _kill_group(pid: int) -> None:
@@ -195,7 +198,7 @@ def serve(request: dict, out_fd: int) -> None:
             os.setpgid(0, 0)
             try:
                 payload = _dumps(run_exercise(spec)).encode()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - the child reports every failure to the parent
                 payload = _dumps({"error": f"the check could not run ({_type_name(exc)})"}).encode()
             view = memoryview(payload)
             while view:

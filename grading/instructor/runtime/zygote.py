@@ -54,20 +54,21 @@ def preload() -> None:
     import torch
 
     torch.set_num_threads(1)
-    import IPython  # noqa: F401
-    import ipykernel.ipkernel  # noqa: F401
+    # Imported only to be loaded; F401 flags just the last import of each top-level package.
+    import ipykernel.ipkernel
     import ipykernel.kernelapp  # noqa: F401
+    import IPython  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import numpy  # noqa: F401
-    import torch.nn.functional  # noqa: F401
+    import torch.nn.functional
 
     # The first optimizer in a process imports torch._dynamo (~1 s): pay it here, once.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.1).step()
 
-    import grading.instructor.exercises  # noqa: F401
-    from grading.instructor.exercises.registry import ASSIGNMENTS
-    import grading.instructor.runtime.harness  # noqa: F401
+    import grading.instructor.exercises
+    import grading.instructor.runtime.harness
     import grading.student.checks  # noqa: F401
+    from grading.instructor.exercises.registry import ASSIGNMENTS
 
     # What IPKernelApp.initialize imports on first use (measured: ~0.3 s per kernel otherwise).
     kernel_modules = ("ipykernel.debugger", "IPython.core.debugger", "IPython.extensions", "pdb", "debugpy",
@@ -250,13 +251,6 @@ def _remove_tree(path: str) -> None:
             os.rmdir(path)
         else:
             os.unlink(path)
-    except OSError:
-        pass
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
     except OSError:
         pass
 

@@ -28,7 +28,7 @@ from .attempts import discard_snapshot, gradebook_write, record_grading_error, s
 from .course import CourseError, open_api, working_directory
 from .messages import clean_text
 from .pool import TaskFailure, WorkerPool
-from .records import SubmissionResult, write_result
+from .records import CellRecord, NotebookRecord, SubmissionResult, write_result
 from .sandbox import (
     UNSANDBOXED_EXPOSURE,
     KernelServer,
@@ -229,11 +229,12 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
 
 
 def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verdicts, staged, incidents, durations,
-               hidden: set[str]) -> dict:
+               hidden: set[str]) -> NotebookRecord:
     """Set every graded cell of one notebook to its final score; return its record for the reports."""
     name = sub_nb.name
     kernel_errors = _kernel_errors(nb) if nb is not None else {}
-    cells, flags = {}, []
+    cells: dict[str, CellRecord] = {}
+    flags: list[str] = []
     for grade in sub_nb.grades:
         max_score = float(grade.max_score)
         kernel = grade.auto_score

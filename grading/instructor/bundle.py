@@ -14,13 +14,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from .course import load_config
 from .sandbox import PACKAGE_ROOT
 
 STUDENT_CONFIG = '''"""nbgrader settings for students: what the Validate button and the Assignments panel read."""
 
 c = get_config()  # noqa: F821
-c.CourseDirectory.course_id = "rnn-course"
-c.Execute.timeout = 30
+c.CourseDirectory.course_id = {course_id!r}
+c.Execute.timeout = {timeout}
 {exchange}'''
 STUDENT_README = """# RNN course: student bundle
 
@@ -83,7 +84,9 @@ def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
     (out / "pyproject.toml").write_text(PYPROJECT)
     (out / "README.md").write_text(STUDENT_README)
     exchange_line = f'c.Exchange.root = "{exchange}"\n' if exchange else ""
-    (out / "nbgrader_config.py").write_text(STUDENT_CONFIG.format(exchange=exchange_line))
+    course = load_config(repo)  # the students' Validate runs with the instructor's course id and cell timeout
+    (out / "nbgrader_config.py").write_text(STUDENT_CONFIG.format(
+        course_id=course.CourseDirectory.course_id, timeout=course.Execute.timeout, exchange=exchange_line))
     return out
 
 

@@ -6,8 +6,31 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 GRADING_ERROR = "grading error — regrade"
+
+
+class CellRecord(TypedDict):
+    """One graded test cell: its final score, and the kernel's (which never counts by itself)."""
+
+    score: float
+    max_score: float
+    message: str | None  # what the student reads when the cell fails
+    kernel_score: float | None
+
+
+class NotebookRecord(TypedDict, total=False):
+    """One notebook of a submission ("*" holds what concerns the whole submission)."""
+
+    score: float
+    max_score: float
+    cells: dict[str, CellRecord]  # test cell grade_id -> record
+    flags: list[str]  # tampering and kernel/verifier disagreements, for the instructor
+    anomalies: list[str]  # what staging repaired or could not read
+    incident: str | None  # what stopped the notebook (kernel death, deadline)
+    verify_seconds: float | None
+    execute_seconds: float | None
 
 
 @dataclass
@@ -16,9 +39,9 @@ class SubmissionResult:
 
     student: str
     assignment: str
-    notebooks: dict = field(default_factory=dict)  # name -> {score, max_score, cells, flags, anomalies, incident}
+    notebooks: dict[str, NotebookRecord] = field(default_factory=dict)
     error: str | None = None
-    seconds: dict = field(default_factory=dict)  # autograde / verify / feedback / total
+    seconds: dict[str, float] = field(default_factory=dict)  # autograde / verify / feedback / total
     worker: int = 0
     grading_error: str | None = None  # a grader-side failure: the cells were set to 0, or the earlier grade kept
     kept_previous: bool = False  # the failed attempt left the earlier verified grade in place

@@ -9,8 +9,8 @@ a kernel server that cannot start or is stopped, a gradebook held locked.
 import json
 import os
 import signal
-import sqlite3
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +31,14 @@ BLANK_CHEAT = with_solution(
     with_solution(REF, "rnn_cell_step", "def rnn_cell_step(*args):\n    raise NotImplementedError()\n" + CHEAT),
     "run_cell", "def run_cell(*args):\n    raise NotImplementedError()\n")
 OPTIONS = GradeOptions(jobs=1, quiet=True)
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=0)
+db.execute("begin exclusive")
+print("locked", flush=True)
+time.sleep(8)
+db.rollback()
+"""
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +140,14 @@ def test_a_stopped_server_is_replaced_before_the_next_notebook(tmp_path):
 
 
 def test_a_locked_gradebook_is_waited_for(course):
-    db = sqlite3.connect(course / "gradebook.db", timeout=0, check_same_thread=False)
-    db.execute("begin exclusive")
-    released = threading.Timer(8, db.rollback)
-    released.start()
+    """Another process (a second grader, formgrader) holds the gradebook for 8 s while a student is graded."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(course / "gradebook.db")], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "locked"
     try:
         results = grade(course, A, ["honest"], options=OPTIONS)
     finally:
-        released.join()
-        db.close()
+        holder.wait(60)
     assert results[0].grading_error is None
     assert gradebook_scores(course, A, NB)["honest"] == FULL
 

@@ -244,5 +244,5 @@ def test_refuses_to_grade_unsandboxed_without_being_told(tmp_path, monkeypatch):
         if shutil.which(tool):
             os.symlink(shutil.which(tool), fake_bin / tool)
     out = grading("grade", A, root=course, check=False, env={"PATH": str(fake_bin)})
-    assert out.returncode == 2
+    assert out.returncode == 4
     assert "--unsandboxed" in out.stderr and "read source/" in out.stderr

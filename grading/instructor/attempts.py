@@ -75,19 +75,9 @@ def save_snapshot(root: Path, db_url: str, course_id: str, assignment: str, stud
         return False
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    rows = []
-    with Gradebook(db_url, course_id) as gb:
-        try:
-            submission = gb.find_submission(assignment, student)
-        except MissingEntry:
-            return False
-        for nb in submission.notebooks:
-            for grade in nb.grades:
-                rows.append({"kind": "grade", "notebook": nb.name, "name": grade.name, "auto": grade.auto_score,
-                             "manual": grade.manual_score, "needs_manual": grade.needs_manual_grade})
-            for comment in nb.comments:
-                rows.append({"kind": "comment", "notebook": nb.name, "name": comment.name,
-                             "auto": comment.auto_comment, "manual": comment.manual_comment})
+    rows = gradebook_write(db_url, course_id, lambda gb: _gradebook_rows(gb, assignment, student))
+    if rows is None:
+        return False
     (target / "gradebook.json").write_text(json.dumps(rows))
     for name, path in _owned_paths(root, assignment, student).items():
         if path.is_dir():
@@ -96,6 +86,23 @@ def save_snapshot(root: Path, db_url: str, course_id: str, assignment: str, stud
             shutil.copy2(path, target / name)
     (target / "complete").write_text("")
     return True
+
+
+def _gradebook_rows(gb: Gradebook, assignment: str, student: str) -> list[dict] | None:
+    """Scores and comments of one submission, or None when it has none."""
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return None
+    rows = []
+    for nb in submission.notebooks:
+        for grade in nb.grades:
+            rows.append({"kind": "grade", "notebook": nb.name, "name": grade.name, "auto": grade.auto_score,
+                         "manual": grade.manual_score, "needs_manual": grade.needs_manual_grade})
+        for comment in nb.comments:
+            rows.append({"kind": "comment", "notebook": nb.name, "name": comment.name,
+                         "auto": comment.auto_comment, "manual": comment.manual_comment})
+    return rows
 
 
 def discard_snapshot(root: Path, assignment: str, student: str) -> None:

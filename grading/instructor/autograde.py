@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,12 +181,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
     SandboxedExecute.durations = durations = {}
     if staged.notebooks:
         with working_directory(root):
-            outcome = {"success": False}
-            for attempt in range(6):
-                outcome = w["api"].autograde(assignment, student, force=True, create=True)
-                if outcome["success"] or "locked" not in (outcome.get("log", "") + outcome.get("error", "")):
-                    break
-                time.sleep(0.5 * (attempt + 1))
+            outcome = _nbgrader(lambda: w["api"].autograde(assignment, student, force=True, create=True))
         if not outcome["success"]:
             raise GradingError("nbgrader could not grade this submission: " + _last_error(outcome))
     result.seconds["autograde"] = round(time.monotonic() - t0, 3)
@@ -222,7 +218,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
     if w["options"].feedback and staged.notebooks:
         t2 = time.monotonic()
         with working_directory(root):
-            done = w["api"].generate_feedback(assignment, student, force=True)
+            done = _nbgrader(lambda: w["api"].generate_feedback(assignment, student, force=True))
         if not done.get("success"):
             raise GradingError("feedback could not be written: " + _last_error(done))
         result.seconds["feedback"] = round(time.monotonic() - t2, 3)
@@ -277,6 +273,17 @@ def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verd
         "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
         "execute_seconds": durations.get(name),
     }
+
+
+def _nbgrader(call: Callable[[], dict], attempts: int = 8) -> dict:
+    """Run an nbgrader API call, again while sqlite reports the gradebook locked (another grader writing)."""
+    outcome: dict = {"success": False}
+    for attempt in range(attempts):
+        outcome = call()
+        if outcome["success"] or "locked" not in (outcome.get("log", "") + outcome.get("error", "")):
+            return outcome
+        time.sleep(min(0.5 * 2**attempt, 8.0))
+    return outcome
 
 
 def _pts(value) -> str:

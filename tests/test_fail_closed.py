@@ -16,17 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gradebook_scores, grading, new_course, source_nb, submit, with_solution
+from conftest import gradebook_scores, grading, new_course, submit, with_solution
 from grading.instructor import autograde, sandbox
 from grading.instructor.autograde import GradeOptions, grade
+from rnn_cell_class import ALL_ZERO, CHEAT, FULL, NB, REF, A
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
-A, NB = "rnn_basics", "rnn_cell"
-REF = source_nb(A, NB)
-FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}
-ALL_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 0.0}
-CHEAT = 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])'
 BLANK_CHEAT = with_solution(
     with_solution(REF, "rnn_cell_step", "def rnn_cell_step(*args):\n    raise NotImplementedError()\n" + CHEAT),
     "run_cell", "def run_cell(*args):\n    raise NotImplementedError()\n")

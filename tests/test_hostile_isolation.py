@@ -23,25 +23,14 @@ from conftest import (
     grading,
     new_course,
     results,
-    solution_source,
-    source_nb,
     submit,
     with_solution,
 )
+from rnn_cell_class import ALL_ZERO, CHEAT, FULL, NB, REF, RUN, RUN_ZERO, STEP, STEP_ZERO, WRONG_STEP, A
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
-A, NB = "rnn_basics", "rnn_cell"
-REF = source_nb(A, NB)
-STEP = solution_source(REF, "rnn_cell_step")
-RUN = solution_source(REF, "run_cell")
-WRONG_STEP = STEP.replace("+ bias_hh)", ")")
-FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}
-STEP_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 2.0}
-RUN_ZERO = {"test_rnn_cell_step": 2.0, "test_run_cell": 0.0}
-ALL_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 0.0}
 LIMITS = dict(QUICK_LIMITS, GRADING_DISK_MB="192", GRADING_TMP_MB="64")
-CHEAT = 'get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])'
 BLANK_STEP = "def rnn_cell_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):\n    raise NotImplementedError()\n"
 BLANK_RUN = "def run_cell(cell, inputs, h0):\n    raise NotImplementedError()\n"
 KILL_EVERYONE = """

@@ -20,23 +20,13 @@ from conftest import (
     grading,
     new_course,
     results,
-    solution_source,
-    source_nb,
     submit,
     with_solution,
 )
+from rnn_cell_class import ALL_ZERO, FULL, NB, REF, RUN, RUN_ZERO, STEP, STEP_ZERO, WRONG_STEP, A
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
-A, NB = "rnn_basics", "rnn_cell"
-REF = source_nb(A, NB)
-STEP = solution_source(REF, "rnn_cell_step")
-RUN = solution_source(REF, "run_cell")
-WRONG_STEP = STEP.replace("+ bias_hh)", ")")
-FULL = {"test_rnn_cell_step": 2.0, "test_run_cell": 2.0}
-STEP_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 2.0}
-RUN_ZERO = {"test_rnn_cell_step": 2.0, "test_run_cell": 0.0}
-ALL_ZERO = {"test_rnn_cell_step": 0.0, "test_run_cell": 0.0}
 
 SNOOP = '''
 import os, socket, sqlite3

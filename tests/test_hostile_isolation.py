@@ -194,20 +194,21 @@ def _grade(course, *args, check=True):
     return grading("grade", A, *args, root=course, env=LIMITS, timeout=1800, check=check)
 
 
+def _hostile_class(tmp_path_factory, jobs: int):
+    """A fresh course with the whole hostile class, graded with ``jobs`` workers."""
+    course = new_course(tmp_path_factory.mktemp(f"isolation{jobs}"), [A])
+    table = write_class(course)
+    return course, table, _grade(course, "--jobs", str(jobs))
+
+
 @pytest.fixture(scope="module")
 def serial_run(tmp_path_factory):
-    course = new_course(tmp_path_factory.mktemp("isolation1"), [A])
-    table = write_class(course)
-    out = _grade(course, "--jobs", "1")
-    return course, table, out
+    return _hostile_class(tmp_path_factory, jobs=1)
 
 
 @pytest.fixture(scope="module")
 def parallel_run(tmp_path_factory):
-    course = new_course(tmp_path_factory.mktemp("isolation2"), [A])
-    table = write_class(course)
-    out = _grade(course, "--jobs", "2")
-    return course, table, out
+    return _hostile_class(tmp_path_factory, jobs=2)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from traitlets.config import Config
 from conftest import REPO
 from grading.instructor import report
 from grading.instructor.feedback import NOT_GRADED, TrustedOutputs, load_verdicts, render_markdown, safe_markdown
+from grading.instructor.messages import VERIFIER_COMMENT, cut_at_sentence
 
 A, NB = "rnn_basics", "rnn_cell"
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # nbgrader 0.9.6 with SQLAlchemy 2
@@ -260,7 +261,7 @@ def submission_notebook() -> nbformat.NotebookNode:
     return nb
 
 
-def feedback_page(course: Path, student: str) -> str:
+def feedback_page(course: Path, student: str, comment: str = "see <img src=x onerror=alert(3)>") -> str:
     """nbgrader's own feedback for ``student``, with the grading settings' preprocessors."""
     from grading.instructor.course import open_api, working_directory
     from grading.instructor.settings import GradingSettings, grading_config
@@ -269,7 +270,7 @@ def feedback_page(course: Path, student: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(submission_notebook(), path)
     with Gradebook(f"sqlite:///{course}/gradebook.db", "rnn-course") as gb:
-        gb.find_comment("answer", NB, A, student).manual_comment = "see <img src=x onerror=alert(3)>"
+        gb.find_comment("answer", NB, A, student).manual_comment = comment
         gb.db.commit()
     with working_directory(course):
         config = grading_config(course / "submitted", GradingSettings())
@@ -352,3 +353,40 @@ def test_cleaned_markdown_has_no_active_content(payload):
         assert not [k for k in attrs if k.startswith("on") or k == "style"], (tag, attrs)
         for key in ("href", "src"):
             assert not (attrs.get(key) or "").lower().startswith(("javascript:", "data:text")), (tag, attrs)
+
+
+SHAPE_DIAGNOSIS = ("test_gru_shapes: 0/1 (GRUCellScratch(3, 4).weight_ih has shape (3, 12), expected "
+                   "(3*hidden_size=12, input_size=3): the 3 gate blocks r, z, n are stacked along dim 0 * not 1)")
+
+
+def test_the_verifiers_comment_reads_as_literal_text(course):
+    page = feedback_page(course, "bob", VERIFIER_COMMENT + SHAPE_DIAGNOSIS + "\nsecond line <b>x</b>")
+    shown = html.escape(VERIFIER_COMMENT + SHAPE_DIAGNOSIS, quote=False)
+    assert shown in page, "the diagnosis must reach the student character for character"
+    assert "(3hidden_size" not in page and "<em>hidden_size" not in page
+    assert "\nsecond line &lt;b&gt;x&lt;/b&gt;</pre>" in page
+
+
+def test_an_instructors_comment_is_still_markdown(course):
+    page = feedback_page(course, "bob", "Good work, **but** see the hint <img src=x onerror=alert(3)>")
+    assert "<strong>but</strong>" in page and "onerror=alert" not in page.replace("onerror=alert(2)&gt;", "")
+
+
+def test_frequent_failures_keep_the_whole_diagnosis_or_cut_at_a_sentence():
+    long = ("h_n has shape (num_layers, batch, hidden_size): expected (num_layers=2, batch=3, hidden_size=5), "
+            "got (3, 2, 5). batch_first=True changes input and output only; h0 and h_n keep the batch in the "
+            "middle. " * 4)
+    stats = report.collect([result("ivan", {NB: notebook({"test_a": cell(0, message=long), "test_b": cell(1, 1)})})])
+    [(_, message)] = stats["failures"]
+    assert message.endswith(". …") and len(message) <= 402, message
+    assert message in " ".join(long.split())
+    short = "expected (num_layers=2, batch=3, hidden_size=5), got (3, 2, 5)"
+    assert cut_at_sentence(short) == short
+
+
+@pytest.mark.parametrize("limit", [10, 37, 60, 80])
+def test_cut_at_sentence_never_cuts_a_word(limit):
+    text = "expected (num_layers=2, batch=2, hidden_size=5) in every case whatever batch_first says"
+    cut = cut_at_sentence(text, limit)
+    assert len(cut) <= limit + 2 and cut.endswith(" …")
+    assert text.startswith(cut.removesuffix(" …")) and text[len(cut) - 2] in " ,", cut

@@ -27,7 +27,7 @@ from nbgrader.api import Gradebook
 
 from .attempts import discard_snapshot, gradebook_write, record_grading_error, save_snapshot
 from .course import CourseError, open_api, working_directory
-from .messages import clean_text
+from .messages import VERIFIER_COMMENT, clean_text
 from .pool import TaskFailure, WorkerPool
 from .records import CellRecord, NotebookRecord, SubmissionResult, write_result
 from .sandbox import (
@@ -351,7 +351,7 @@ def _comment_on_solutions(gb, assignment, student, notebook, verdicts, cells) ->
             comment = gb.find_comment(exercise, notebook, assignment, student)
         except MissingEntry:
             continue
-        comment.manual_comment = clean_text("Checked outside the notebook: " + "; ".join(lines), 2000)
+        comment.manual_comment = clean_text(VERIFIER_COMMENT + "; ".join(lines), 2000)
 
 
 # ---------------------------------------------------------------- parent side

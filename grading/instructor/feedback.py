@@ -29,6 +29,7 @@ from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .messages import VERIFIER_COMMENT
 from .records import results_path
 
 NOT_GRADED = "not graded: ask your instructor"
@@ -128,6 +129,23 @@ def safe_markdown(source: str, attachments: dict | None = None, path: str = "") 
     return "<div>\n" + cleaned.replace("\r", "").replace("\n", "&#10;") + "\n</div>" if cleaned else ""
 
 
+def literal_markdown(text: str) -> str:
+    """Markdown that renders ``text`` as itself: escaped, line breaks and spaces kept, no emphasis or links.
+
+    One ``<div>`` HTML block without line breaks inside, which a markdown renderer passes through whole.
+    """
+    escaped = html.escape(text.replace("\r", ""), quote=False).replace("\n", "&#10;")
+    return f'<div>\n<pre class="grader-comment" style="white-space: pre-wrap">{escaped}</pre>\n</div>'
+
+
+def shown_comment(comment: str) -> str:
+    """A grader comment as the feedback shows it: the verifier's diagnosis as literal text (its shapes such as
+    ``(3*hidden_size, input_size)`` must not turn into emphasis), an instructor's comment as cleaned markdown."""
+    if comment.startswith(VERIFIER_COMMENT):
+        return literal_markdown(comment)
+    return safe_markdown(comment)
+
+
 class TrustedOutputs(NbGraderPreprocessor):
     """Replace every code cell's outputs: the course's verdict on test cells, nothing elsewhere;
     make markdown cells and grader comments safe to render."""
@@ -148,7 +166,7 @@ class TrustedOutputs(NbGraderPreprocessor):
                 cell.pop("attachments", None)
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if meta.get("comment"):
-                meta["comment"] = safe_markdown(str(meta["comment"]))
+                meta["comment"] = shown_comment(str(meta["comment"]))
         return nb, resources
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 MAX_LINES = 5
+VERIFIER_COMMENT = "Checked outside the notebook: "  # how the verifier's comment on a solution cell starts
 ELLIPSIS = "…"
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -66,3 +67,17 @@ def exception_summary(exc_type_name: str, where: str = "") -> str:
     summary = f"raised {str.__str__(exc_type_name)}" if valid else "raised an exception"
     place = "" if where is None else " ".join(clean_text(where, 80).split())
     return f"{place} {summary}" if place else summary
+
+
+def cut_at_sentence(text: str, limit: int = 400) -> str:
+    """``text`` whole when it fits in ``limit`` characters, otherwise its leading sentences that fit
+    (ending with "…"), or its leading words when even the first sentence is too long. Never cuts mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    sentence_end = head.rfind(". ")
+    if sentence_end >= limit // 3:
+        return head[:sentence_end + 1] + " " + ELLIPSIS
+    word_end = head.rfind(" ")
+    return (head[:word_end] if word_end > 0 else head[:limit - 1]).rstrip(",;: ") + " " + ELLIPSIS

@@ -19,6 +19,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from .course import open_api
+from .messages import cut_at_sentence
 
 SLOWEST = 10
 
@@ -245,7 +246,7 @@ def _collect_notebook(stats: dict, res: dict, name: str, nb: dict) -> None:
         if (cell.get("score") or 0) >= (cell.get("max_score") or 0):
             stats["passed"][key] += 1
         elif cell.get("message"):
-            stats["failures"][(key, str(cell["message"])[:160])] += 1
+            stats["failures"][(key, cut_at_sentence(str(cell["message"])))] += 1
     stats["flags"].extend((res["student"], where, flag) for flag in nb.get("flags") or [])
     problems = list(nb.get("anomalies") or []) + ([nb["incident"]] if nb.get("incident") else [])
     stats["problems"].extend((res["student"], where, problem) for problem in problems)

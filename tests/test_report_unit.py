@@ -379,7 +379,7 @@ def test_frequent_failures_keep_the_whole_diagnosis_or_cut_at_a_sentence():
     stats = report.collect([result("ivan", {NB: notebook({"test_a": cell(0, message=long), "test_b": cell(1, 1)})})])
     [(_, message)] = stats["failures"]
     assert message.endswith(". …") and len(message) <= 402, message
-    assert message in " ".join(long.split())
+    assert " ".join(long.split()).startswith(message.removesuffix(" …"))
     short = "expected (num_layers=2, batch=3, hidden_size=5), got (3, 2, 5)"
     assert cut_at_sentence(short) == short
 

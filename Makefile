@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast release lab bench bundle calibrate solutions clean
+.PHONY: setup demo test test-fast release lectures lab bench bundle calibrate solutions clean
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -38,6 +38,10 @@ test-fast: setup
 ## Regenerate release/ from source/.
 release: setup
 	$(PY) -m grading release
+
+## Re-execute the lecture notebooks in place (commit them with their outputs; strict nbval checks them).
+lectures: setup
+	$(PY) -m grading lectures
 
 ## JupyterLab for students, on 127.0.0.1, in workspace/ (a copy of the student bundle).
 lab: setup

@@ -10,6 +10,7 @@
     lab                     JupyterLab for students in workspace/
     bench                   plain nbgrader vs this grader on the same class
     calibrate               retrain references and known-bad variants on many seeds
+    lectures [NOTEBOOK...]  re-execute lecture notebooks in place, without volatile metadata
 """
 
 from __future__ import annotations
@@ -195,6 +196,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if failures else EXIT_OK
 
 
+def cmd_lectures(args: argparse.Namespace) -> int:
+    from .lectures import lecture_notebooks, refresh
+
+    root = _root(args)
+    paths = [Path(p).resolve() for p in args.notebooks] or lecture_notebooks(root)
+    for path in refresh(paths):
+        print(f"executed {path.relative_to(root) if path.is_relative_to(root) else path}")
+    return EXIT_OK
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module docstring as written, and every option's default in its help."""
 
@@ -247,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "solutions", cmd_solutions, "nbgrader generate_solution for an assignment, after the deadline",
                  root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
+    p = _command(sub, "lectures", cmd_lectures,
+                 "re-execute lecture notebooks in place (one thread), without volatile metadata", root)
+    p.add_argument("notebooks", nargs="*", help="notebooks to execute (default: every notebooks/NN_*.ipynb)")
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -23,9 +24,13 @@ c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course_id!r}
 c.Execute.timeout = {timeout}
 {exchange}'''
+INSTRUCTOR_ONLY_PACKAGES = frozenset({"nbval", "pytest", "ruff", "playwright", "bleach", "tinycss2"})
 STUDENT_README = """# RNN course: student bundle
 
 Recurrent neural networks in PyTorch: RNNCell, nn.RNN, batch_first, embeddings, LSTM and GRU.
+
+The checks in the notebooks are tested with **Python {python}** and **torch {torch}** (CPU), the versions
+`requirements.txt` pins. Other versions may print slightly different numbers or messages.
 
 ## Set up (once)
 
@@ -68,6 +73,42 @@ LAB_SERVER_EXTENSIONS = {
 }
 
 
+def requirement_name(line: str) -> str | None:
+    """The normalised package name of a ``name==version`` requirement line, None for comments and blanks."""
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        return None
+    name = re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def student_requirements(instructor_requirements: str) -> str:
+    """The course's pinned requirements without the instructor's and the tests' own packages."""
+    kept = [line for line in instructor_requirements.splitlines()
+            if (name := requirement_name(line)) is not None and name not in INSTRUCTOR_ONLY_PACKAGES]
+    header = "# What the notebooks and their checks need, pinned as in the course's requirements.txt.\n"
+    return header + "\n".join(kept) + "\n"
+
+
+def pinned_version(requirements: str, package: str) -> str:
+    """The version pinned for ``package`` (``package==version``) in a requirements text."""
+    for line in requirements.splitlines():
+        if requirement_name(line) == package and "==" in line:
+            return line.split("==", 1)[1].split("#", 1)[0].strip()
+    raise ValueError(f"requirements.txt pins no version of {package}")
+
+
+def python_version(repo: Path) -> str:
+    """The Python minor version the course runs on, from pyproject.toml's requires-python (">=3.11,<3.12")."""
+    import tomllib
+
+    spec = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["requires-python"]
+    found = re.search(r">=\s*(\d+\.\d+)", spec)
+    if not found:
+        raise ValueError(f"pyproject.toml: requires-python {spec!r} names no lower bound")
+    return found.group(1)
+
+
 def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
     """Write the student bundle to ``out`` (replacing it)."""
     if out.exists():
@@ -80,9 +121,11 @@ def build_bundle(repo: Path, out: Path, exchange: Path | None = None) -> Path:
     shutil.copytree(PACKAGE_ROOT / "grading" / "student", out / "grading" / "student", ignore=ignore)
     (out / "grading" / "__init__.py").write_text(
         '"""The RNN course\'s checks and lecture widgets (grading.student)."""\n')
-    shutil.copy2(repo / "requirements.txt", out / "requirements.txt")
+    requirements = (repo / "requirements.txt").read_text()
+    (out / "requirements.txt").write_text(student_requirements(requirements))
     (out / "pyproject.toml").write_text(PYPROJECT)
-    (out / "README.md").write_text(STUDENT_README)
+    (out / "README.md").write_text(STUDENT_README.format(python=python_version(repo),
+                                                         torch=pinned_version(requirements, "torch")))
     exchange_line = f'c.Exchange.root = "{exchange}"\n' if exchange else ""
     course = load_config(repo)  # the students' Validate runs with the instructor's course id and cell timeout
     (out / "nbgrader_config.py").write_text(STUDENT_CONFIG.format(

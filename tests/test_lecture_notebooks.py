@@ -1,7 +1,7 @@
 """The lecture notebooks (``notebooks/*.ipynb``) and their explorers (``grading/student/widgets.py``).
 
 (a) every notebook passes strict nbval against its committed outputs;
-(b) every notebook is committed executed, top to bottom, without errors;
+(b) every notebook is committed executed, top to bottom, without errors, timestamps or stale widget state;
 (c) every notebook has learning goals, a setup cell, a course figure and a glossary,
     and no answer to a graded exercise;
 (d) the explorers' pure functions are right, and every explorer reacts to its controls.
@@ -26,6 +26,14 @@ import pytest
 import torch
 
 from grading.instructor.exercises import EXERCISES
+from grading.instructor.lectures import (
+    VOLATILE_CELL_METADATA,
+    WIDGET_STATE,
+    clean,
+    displayed_models,
+    reachable_models,
+    widget_state_bytes,
+)
 from grading.student import widgets as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +41,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 SANITIZE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
 IDS = [nb.stem for nb in NOTEBOOKS]
+MAX_WIDGET_STATE_BYTES = 32_000  # an explorer's saved view (sliders, a few kB of HTML), not its history
 
 # The function or class each graded exercise defines: no lecture may define one, whatever its kind.
 GRADED_NAMES = frozenset(exercise.name for exercise in EXERCISES.values())
@@ -235,7 +244,7 @@ def test_widgets_module_gives_no_graded_answer():
     source = (ROOT / "grading" / "student" / "widgets.py").read_text(encoding="utf-8")
     defined = _defined_names(source)
     assert not defined & GRADED_NAMES, f"widgets.py defines {sorted(defined & GRADED_NAMES)}"
-    assert not re.search(r"Linear\(", source), "the explorers use the seed's head-less models only"
+    assert not re.search(r"Linear\(", source), "the explorers use the notes' head-less models only"
 
 
 # --------------------------------------------------------------------------- (d) explorers
@@ -294,15 +303,15 @@ def test_logit_bound_loss_is_the_loss_of_the_best_bounded_logits():
     assert W.logit_bound_loss(4) == pytest.approx(ce.item(), rel=1e-6)
 
 
-def test_train_seed_rnn_learns_but_stays_above_the_floor():
-    history = W.train_seed_rnn(lr=0.1, num_epochs=60, seed=7)
+def test_train_notes_rnn_learns_but_stays_above_the_floor():
+    history = W.train_notes_rnn(lr=0.1, num_epochs=60, seed=7)
     losses, predictions = history["losses"], history["predictions"]
     assert len(losses) == len(predictions) == 60
     assert losses[-1] < losses[0]
     assert min(losses) > W.logit_bound_loss(4)
     assert all(len(p) == 5 and set(p) <= set("ehlo") for p in predictions)
-    assert W.train_seed_rnn(lr=0.1, num_epochs=60, seed=7) == history
-    assert len(W.train_seed_rnn(num_epochs=3, num_layers=2)["losses"]) == 3
+    assert W.train_notes_rnn(lr=0.1, num_epochs=60, seed=7) == history
+    assert len(W.train_notes_rnn(num_epochs=3, num_layers=2)["losses"]) == 3
 
 
 def test_embedding_lookup_is_one_hot_times_weight():
@@ -403,6 +412,40 @@ def test_notebooks_display_the_explorers():
                 if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
                     assert out["data"]["text/plain"].startswith("Explorer(")
     assert shown == set(EXPLORERS)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_notebook_carries_no_volatile_metadata(notebook):
+    """Execution timestamps change at every run and say nothing: `python -m grading lectures` strips them."""
+    nb = _read(notebook)
+    for cell in nb.cells:
+        volatile = set(cell.metadata) & set(VOLATILE_CELL_METADATA)
+        assert not volatile, f"{notebook.name}: cell metadata {sorted(volatile)}; run `make lectures`"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_widget_state_is_small_and_only_what_outputs_display(notebook):
+    nb = _read(notebook)
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    assert set(state) == reachable_models(state, displayed_models(nb)), (
+        f"{notebook.name}: saved widget models that no output displays; run `make lectures`")
+    assert widget_state_bytes(nb) < MAX_WIDGET_STATE_BYTES, (
+        f"{notebook.name}: {widget_state_bytes(nb)} bytes of widget state; an explorer saves too much")
+
+
+def test_cleaning_drops_timestamps_and_undisplayed_widget_models():
+    view = {"model_id": "aa", "version_major": 2, "version_minor": 0}
+    cell = nbformat.v4.new_code_cell("W.explorer()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/plain": "Explorer()", "application/vnd.jupyter.widget-view+json": view})])
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-11-28T08:47:25.703488Z"}
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    model = {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_bb"], "layout": "IPY_MODEL_cc"}}
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": {"aa": model, "bb": {"state": {}}, "cc": {"state": {}},
+                                                       "dd": {"state": {"layout": "IPY_MODEL_cc"}}},
+                                             "version_major": 2, "version_minor": 0}}
+    clean(nb)
+    assert "execution" not in nb.cells[0].metadata
+    assert sorted(nb.metadata["widgets"][WIDGET_STATE]["state"]) == ["aa", "bb", "cc"]
 
 
 def test_widget_state_is_saved_with_the_notebooks():

@@ -9,7 +9,7 @@ Every explorer has two halves:
   a test assigns the value) and ``explorer.view.value`` is recomputed.
 
 Nothing here answers a graded exercise: the models are PyTorch's built-in modules and the
-seed lecture's own hidden-state-as-logits model.
+hidden-state-as-logits model of Liu Er's notes (lecture 12).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
     "shapes_explorer",
     "IDX2CHAR",
     "logit_bound_loss",
-    "train_seed_rnn",
+    "train_notes_rnn",
     "hello_ohlol_explorer",
     "embedding_lookup",
     "embedding_lookup_html",
@@ -262,12 +262,14 @@ def _hidden_state_view(t: int, seq_len: int, input_scale: float, seed: int) -> s
     h = ", ".join(f"{v:+.3f}" for v in hiddens[t - 1].tolist())
     x = ", ".join(f"{v:+.3f}" for v in inputs[t - 1].tolist())
     return (sequence_svg(inputs, hiddens, t)
-            + f"<pre>x{t} = [{x}]\nh{t} = [{h}]   (every entry in [-1, 1])</pre>")
+            + f"<pre>x{t} = [{x}]   (inputs[{t - 1}]: Python counts from 0)\n"
+              f"h{t} = [{h}]   (output[{t - 1}]; every entry in [-1, 1])</pre>")
 
 
 def hidden_state_explorer(seq_len: int = 6, seed: int = 0) -> Explorer:
-    """Step through a sequence with the slider ``t`` and watch h_t; ``input_scale`` makes
-    the inputs larger to show that tanh keeps h_t in [-1, 1]."""
+    """Step through a sequence with the slider ``t`` (1 ... seq_len, as in h_t; h_0 is the
+    initial state) and watch h_t; ``input_scale`` makes the inputs larger to show that tanh
+    keeps h_t in [-1, 1]. ``seed`` is the random seed of the weights and inputs."""
     t = _slider("t", 1, 1, seq_len)
     length = _slider("seq_len", seq_len, 2, 8)
     controls = {"t": t, "seq_len": length,
@@ -290,7 +292,7 @@ def describe_rnn_run(seq_len: int, batch_size: int, input_size: int, hidden_size
 
     The input is drawn as (seq_len, batch_size, input_size) and transposed when
     ``batch_first``; h0 is ``torch.zeros_like`` of the h_n that PyTorch returns.
-    Returns the printed report (plain text).
+    Returns the printed report (plain text): each tensor's shape and what its dimensions are.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -303,11 +305,17 @@ def describe_rnn_run(seq_len: int, batch_size: int, input_size: int, hidden_size
         _, probe = rnn(inputs)
         h0 = torch.zeros_like(probe)
         output, h_n = rnn(inputs, h0)
-    rows = [("inputs", inputs), ("h0", h0), ("output", output), ("h_n", h_n)]
+    sequence = "(batch_size, seq_len, {})" if batch_first else "(seq_len, batch_size, {})"
+    state = "(num_layers, batch_size, hidden_size)"
+    rows = [("inputs", inputs, sequence.format("input_size")), ("h0", h0, state),
+            ("output", output, sequence.format("hidden_size")), ("h_n", h_n, state)]
     lines = [f"rnn = nn.RNN(input_size={input_size}, hidden_size={hidden_size}, "
              f"num_layers={num_layers}, batch_first={batch_first})",
              "output, h_n = rnn(inputs, h0)", ""]
-    lines += [f"{name:<7} {str(tuple(tensor.shape)):<14}" for name, tensor in rows]
+    lines += [f"{name:<7} {str(tuple(tensor.shape)):<14} {dims}" for name, tensor, dims in rows]
+    top = num_layers - 1
+    lines += ["", f"h_n[k]: the last step of layer k, k = 0 ... {top} (its weights end in _l{{k}})",
+              f"output: the top layer (layer {top}) at every step; its last step equals h_n[-1]"]
     return "\n".join(lines)
 
 
@@ -342,11 +350,12 @@ def logit_bound_loss(num_class: int = 4, seq_len: int = 1) -> float:
     return seq_len * math.log(1 + (num_class - 1) * math.exp(-2))
 
 
-def train_seed_rnn(lr: float = 0.1, num_epochs: int = 15, num_layers: int = 1, seed: int = 0) -> dict:
-    """Train the seed lecture's nn.RNN model on hello -> ohlol and return its history.
+def train_notes_rnn(lr: float = 0.1, num_epochs: int = 15, num_layers: int = 1, seed: int = 0) -> dict:
+    """Train the nn.RNN model of Liu Er's notes (lecture 12) on hello -> ohlol; return its history.
 
-    The model is the seed's (section 2.4): one-hot inputs, ``nn.RNN(4, 4, num_layers)``,
-    the hidden state used directly as the 4 logits, mean cross-entropy, Adam. Returns
+    The model is the notes' (section 2.4): one-hot inputs, ``nn.RNN(4, 4, num_layers)``,
+    the hidden state used directly as the 4 logits, mean cross-entropy, Adam; ``seed`` is
+    the random seed of the initial weights. Returns
     ``{"losses": [...], "predictions": [...]}``, one entry per epoch (the prediction is
     made in the same forward pass as the loss, before that epoch's step).
     """
@@ -372,7 +381,7 @@ def train_seed_rnn(lr: float = 0.1, num_epochs: int = 15, num_layers: int = 1, s
 
 
 def _hello_view(lr: float, num_epochs: int, num_layers: int, seed: int) -> str:
-    history = train_seed_rnn(lr=lr, num_epochs=num_epochs, num_layers=num_layers, seed=seed)
+    history = train_notes_rnn(lr=lr, num_epochs=num_epochs, num_layers=num_layers, seed=seed)
     bound = logit_bound_loss(len(IDX2CHAR))
     final = history["predictions"][-1]
     verdict = "reached" if final == "ohlol" else "did not reach"
@@ -383,7 +392,7 @@ def _hello_view(lr: float, num_epochs: int, num_layers: int, seed: int) -> str:
 
 
 def hello_ohlol_explorer() -> Explorer:
-    """Train the seed's hidden-as-logits nn.RNN on hello -> ohlol with your lr, num_epochs,
+    """Train the notes' hidden-as-logits nn.RNN on hello -> ohlol with your lr, num_epochs,
     num_layers and random seed; see the loss curve, its floor and the predicted string.
     (hidden_size is fixed at 4: the hidden state *is* the 4 logits.)"""
     controls = {
@@ -423,7 +432,8 @@ def _cells(values: Sequence[float], fmt: str, highlight: bool = False) -> str:
 
 def embedding_lookup_html(index: int, embedding_size: int = 5, seed: int = 0) -> str:
     """HTML of :func:`embedding_lookup`: the one-hot vector, the weight table with the chosen
-    row highlighted, and the looked-up vector."""
+    row highlighted, the looked-up vector, and whether ``embedding_size`` reduces the dimension
+    of the 4-character one-hot vectors or expands it."""
     parts = embedding_lookup(index, embedding_size, seed)
     rows = "".join(
         f"<tr><th style='padding:2px 6px'>{IDX2CHAR[r]} ({r})</th>"
@@ -432,13 +442,21 @@ def embedding_lookup_html(index: int, embedding_size: int = 5, seed: int = 0) ->
         for r in range(len(IDX2CHAR)))
     header = "".join(f"<th style='padding:2px 6px'>{j}</th>" for j in range(embedding_size))
     same = torch.equal(parts["lookup"], parts["product"])
+    vocab = len(IDX2CHAR)
+    if embedding_size < vocab:
+        effect = "fewer numbers: the dimension is reduced (降维)"
+    elif embedding_size == vocab:
+        effect = "as many numbers as one-hot"
+    else:
+        effect = "more numbers: the dimension grows"
     return (f"<table style='border-collapse:collapse;font-family:monospace'>"
             f"<tr><th>char (index)</th><th>one-hot</th>{header}</tr>{rows}</table>"
             f"<pre>embedding(torch.tensor({index}))      = "
             f"[{', '.join(f'{v:+.3f}' for v in parts['lookup'].tolist())}]\n"
             f"one_hot('{IDX2CHAR[index]}') @ embedding.weight = "
             f"[{', '.join(f'{v:+.3f}' for v in parts['product'].tolist())}]\n"
-            f"equal: {same}</pre>")
+            f"equal: {same}\n"
+            f"one-hot: {vocab} numbers per character; embedding: {embedding_size}, {effect}</pre>")
 
 
 def embedding_explorer() -> Explorer:

@@ -8,6 +8,9 @@ _ONE_HOT = '''def one_hot(indices, num_classes):
 '''
 
 
+_BY_HAND = "write it by hand: zeros, then set a 1 per row"
+
+
 def _one_hot(key, description, body, correct=True, message=""):
     return Answer("one_hot", key, description, _ONE_HOT.format(body=body), correct,
                   () if correct else ("test_one_hot",), message)
@@ -111,8 +114,6 @@ _EMB_INIT = ("        self.emb = nn.Embedding(num_class, embedding_size)\n"
 
 ANSWERS = [
     # ------------------------------------------------------------------ one_hot
-    _one_hot("f_one_hot", "F.one_hot(...).float() on torch.as_tensor",
-             "    return F.one_hot(torch.as_tensor(indices), num_classes).float()"),
     _one_hot("eye", "rows of the identity matrix",
              "    return torch.eye(num_classes)[torch.as_tensor(indices)]"),
     _one_hot("scatter", "scatter_ into zeros",
@@ -121,11 +122,19 @@ ANSWERS = [
     _one_hot("loop", "loop over a zeros tensor",
              "    out = torch.zeros(len(indices), num_classes)\n"
              "    for i, k in enumerate(indices):\n        out[i, int(k)] = 1\n    return out"),
+    _one_hot("index_assign", "zeros, then one indexing assignment; a local variable named one_hot",
+             "    idx = torch.as_tensor(indices, dtype=torch.long)\n"
+             "    one_hot = torch.zeros(len(idx), num_classes)\n"
+             "    one_hot[torch.arange(len(idx)), idx] = 1.0\n    return one_hot"),
+    _one_hot("comparison", "compares each index with arange(num_classes)",
+             "    return (torch.as_tensor(indices)[:, None] == torch.arange(num_classes)).float()"),
     _one_hot("lookup_table", "the seed's lookup table, built for num_classes",
              "    table = [[1 if j == k else 0 for j in range(num_classes)] for k in range(num_classes)]\n"
              "    return torch.tensor([table[int(k)] for k in indices], dtype=torch.float32)"),
-    _one_hot("long", "returns F.one_hot's LongTensor", correct=False, message="expected torch.float32",
-             body="    return F.one_hot(torch.as_tensor(indices), num_classes)"),
+    _one_hot("long", "returns a LongTensor", correct=False, message="expected torch.float32",
+             body="    idx = torch.as_tensor(indices)\n"
+                  "    out = torch.zeros(len(idx), num_classes, dtype=torch.long)\n"
+                  "    out[torch.arange(len(idx)), idx] = 1\n    return out"),
     _one_hot("transposed", "one column per index", correct=False, message="transpose",
              body="    return torch.eye(num_classes)[torch.as_tensor(indices)].T"),
     _one_hot("off_by_one", "counts columns from 1", correct=False, message="one column left",
@@ -135,7 +144,23 @@ ANSWERS = [
              message="whatever the largest index is",
              body="    idx = torch.as_tensor(indices)\n    return torch.eye(int(idx.max()) + 1)[idx]"),
     _one_hot("tensor_only", "fails on a Python list", correct=False, message="torch.as_tensor",
-             body="    return F.one_hot(indices, num_classes).float()"),
+             body="    out = torch.zeros(indices.numel(), num_classes)\n"
+                  "    out[torch.arange(indices.numel()), indices] = 1.0\n    return out"),
+    # From scratch: F.one_hot is the function the exercise reimplements, whichever way it is reached.
+    _one_hot("f_one_hot", "F.one_hot(...).float(), as the lecture shows it", correct=False, message=_BY_HAND,
+             body="    return F.one_hot(torch.as_tensor(indices), num_classes).float()"),
+    _one_hot("f_one_hot_full_path", "torch.nn.functional.one_hot spelt out", correct=False, message=_BY_HAND,
+             body="    return torch.nn.functional.one_hot(torch.as_tensor(indices), num_classes).to(torch.float32)"),
+    _one_hot("f_one_hot_getattr", "F.one_hot reached through getattr", correct=False, message=_BY_HAND,
+             body="    encode = getattr(F, 'one_' + 'hot')\n"
+                  "    return encode(torch.as_tensor(indices), num_classes).float()"),
+    _one_hot("f_one_hot_imported", "F.one_hot imported under another name", correct=False, message=_BY_HAND,
+             body="    from torch.nn.functional import one_hot as encode\n"
+                  "    return encode(torch.as_tensor(indices), num_classes).float()"),
+    _one_hot("f_one_hot_c", "torch._C._nn.one_hot, the function behind F.one_hot", correct=False, message=_BY_HAND,
+             body="    return torch._C._nn.one_hot(torch.as_tensor(indices), num_classes).float()"),
+    _one_hot("f_one_hot_aten", "the aten operator through torch.ops", correct=False, message=_BY_HAND,
+             body="    return torch.ops.aten.one_hot(torch.as_tensor(indices), num_classes).float()"),
     # ------------------------------------------------------------------ OneHotRNN (the Linear head)
     _head("reference", "rnn + fc, view", HEAD_REFERENCE),
     _head("names_reshape", "other attribute names, reshape, out_features",
@@ -169,6 +194,12 @@ ANSWERS = [
           message="wrong order",
           source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
                                          "        return self.fc(out).transpose(0, 1).reshape(-1, self.num_class)")),
+    _head("head_to_input_size", "the head maps to input_size instead of num_class", correct=False,
+          fails=("test_one_hot_rnn_head",), message="one logit per class",
+          source=_head_class("        self.rnn = nn.RNN(input_size, hidden_size)\n"
+                             "        self.fc = nn.Linear(hidden_size, input_size)",
+                             "        out, _ = self.rnn(x)\n"
+                             "        return self.fc(out).reshape(-1, self.fc.out_features)")),
     _head("softmax", "returns probabilities", correct=False, message="softmax",
           source=_head_class(_HEAD_INIT,
                              "        out, _ = self.rnn(x)\n"
@@ -237,6 +268,20 @@ ANSWERS = [
          message="wrong order",
          source=_emb_class(_EMB_INIT, "        out, _ = self.rnn(self.emb(x))\n"
                                       "        return self.fc(out).transpose(0, 1).reshape(-1, self.num_class)")),
+    _emb("embedding_swapped", "nn.Embedding(embedding_size, num_class): arguments swapped", correct=False,
+         message="You swapped its arguments",
+         source=_emb_class("        self.emb = nn.Embedding(embedding_size, num_class)\n"
+                           "        self.rnn = nn.RNN(num_class, hidden_size, num_layers, batch_first=True)\n"
+                           "        self.fc = nn.Linear(hidden_size, num_class)",
+                           "        out, _ = self.rnn(self.emb(x))\n"
+                           "        return self.fc(out).reshape(-1, self.num_class)")),
+    _emb("ignores_num_layers", "builds a one-layer nn.RNN whatever num_layers says", correct=False,
+         fails=_EMB_TESTS[1:], message="expected num_layers=",
+         source=_emb_class("        self.emb = nn.Embedding(num_class, embedding_size)\n"
+                           "        self.rnn = nn.RNN(embedding_size, hidden_size, batch_first=True)\n"
+                           "        self.fc = nn.Linear(hidden_size, num_class)",
+                           "        out, _ = self.rnn(self.emb(x))\n"
+                           "        return self.fc(out).reshape(-1, self.num_class)")),
     _emb("h_n", "uses h_n instead of the output", correct=False, message="h_n",
          source=_emb_class(_EMB_INIT, "        _, h_n = self.rnn(self.emb(x))\n"
                                       "        return self.fc(h_n).reshape(-1, self.num_class)")),

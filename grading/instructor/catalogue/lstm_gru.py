@@ -45,6 +45,16 @@ _GRU = '''class GRUCellScratch(nn.Module):
 '''
 
 
+def _sized(n, weight_ih, weight_hh):
+    """Parameters of the right kind with the shapes given (a size mixed up in one of them)."""
+    return ("        self.input_size = input_size\n        self.hidden_size = hidden_size\n"
+            "        k = 1 / math.sqrt(hidden_size)\n"
+            f"        self.weight_ih = nn.Parameter(torch.empty({weight_ih}).uniform_(-k, k))\n"
+            f"        self.weight_hh = nn.Parameter(torch.empty({weight_hh}).uniform_(-k, k))\n"
+            f"        self.bias_ih = nn.Parameter(torch.empty({n} * hidden_size).uniform_(-k, k))\n"
+            f"        self.bias_hh = nn.Parameter(torch.empty({n} * hidden_size).uniform_(-k, k))")
+
+
 def _lstm(key, description, body, correct=True, fails=FORWARD_WRONG_LSTM, message="", init=None):
     source = _LSTM.format(init=init or _PARAMS.format(n=4), body=body)
     return Answer("lstm_cell", key, description, source, correct, () if correct else fails, message)
@@ -214,6 +224,17 @@ LSTM_ANSWERS = [
                "        self.weight_hh = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) * 0.1)\n"
                "        self.bias_ih = nn.Parameter(torch.zeros(4 * hidden_size))\n"
                "        self.bias_hh = nn.Parameter(torch.zeros(4 * hidden_size))"),
+    # A size mixed up in a weight's shape: the gate probes (input_size == hidden_size) cannot see it; every test
+    # with input_size != hidden_size can.
+    _lstm("weight_hh_input_size", "weight_hh created as (4 * hidden_size, input_size)", _lstm_chunked(),
+          correct=False, fails=LSTM_TESTS, message="weight_hh has shape",
+          init=_sized(4, "4 * hidden_size, input_size", "4 * hidden_size, input_size")),
+    _lstm("weight_ih_hidden_size", "weight_ih created as (4 * hidden_size, hidden_size)", _lstm_chunked(),
+          correct=False, fails=LSTM_TESTS, message="weight_ih has shape",
+          init=_sized(4, "4 * hidden_size, hidden_size", "4 * hidden_size, hidden_size")),
+    _lstm("weight_ih_sizes_swapped", "weight_ih created as (4 * input_size, hidden_size)", _lstm_chunked(),
+          correct=False, fails=LSTM_TESTS, message="weight_ih has shape",
+          init=_sized(4, "4 * input_size, hidden_size", "4 * hidden_size, hidden_size")),
     Answer("lstm_cell", "subclass_lstmcell", "subclasses nn.LSTMCell",
            "class LSTMCellScratch(nn.LSTMCell):\n"
            "    def __init__(self, input_size, hidden_size):\n"
@@ -304,6 +325,12 @@ GRU_ANSWERS = [
               "        self.register_buffer('weight_hh', torch.randn(3 * hidden_size, hidden_size) * 0.1)\n"
               "        self.register_buffer('bias_ih', torch.zeros(3 * hidden_size))\n"
               "        self.register_buffer('bias_hh', torch.zeros(3 * hidden_size))"),
+    _gru("weight_hh_input_size", "weight_hh created as (3 * hidden_size, input_size)", _gru_chunked(),
+         correct=False, fails=GRU_TESTS, message="weight_hh has shape",
+         init=_sized(3, "3 * hidden_size, input_size", "3 * hidden_size, input_size")),
+    _gru("weight_ih_hidden_size", "weight_ih created as (3 * hidden_size, hidden_size)", _gru_chunked(),
+         correct=False, fails=GRU_TESTS, message="weight_ih has shape",
+         init=_sized(3, "3 * hidden_size, hidden_size", "3 * hidden_size, hidden_size")),
     Answer("gru_cell", "subclass_grucell", "subclasses nn.GRUCell",
            "class GRUCellScratch(nn.GRUCell):\n"
            "    def forward(self, x, h):\n"

@@ -67,12 +67,24 @@ ANSWERS = [
           correct=False, message="bias_ih + bias_hh"),
     _step("swapped_weights", "uses weight_ih for the hidden term",
           "    return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_ih.T + bias_hh)",
-          correct=False, message="h"),
+          correct=False, message="Check the hidden term"),
+    _step("hh_not_transposed", "forgets to transpose the square weight_hh",
+          "    return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh + bias_hh)",
+          correct=False, message="Check the hidden term"),
+    _step("ih_not_transposed", "multiplies x by weight_ih without transposing it",
+          "    return torch.tanh(x @ weight_ih + bias_ih + h @ weight_hh.T + bias_hh)",
+          correct=False, message="multiply by the transpose, x @ weight_ih.T"),
+    _step("column_vectors", "W x with column vectors: returns (hidden_size, batch)",
+          "    return torch.tanh(weight_ih @ x.T + bias_ih[:, None] + weight_hh @ h.T + bias_hh[:, None])",
+          correct=False, message="you swapped batch and hidden_size"),
     _step("detached", "breaks the graph with .detach()",
           "    return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).detach()",
           correct=False, message="require grad"),
     _step("fused", "calls torch's fused cell",
           "    return torch.rnn_tanh_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh)",
+          correct=False, message="fused"),
+    _step("fused_getattr", "reaches torch's fused cell through getattr",
+          "    return getattr(torch, 'rnn_' + 'tanh_cell')(x, h, weight_ih, weight_hh, bias_ih, bias_hh)",
           correct=False, message="fused"),
     _run("loop_stack", "loop, list, torch.stack",
          "    h, outs = h0, []\n    for x_t in inputs:\n        h = cell(x_t, h)\n        outs.append(h)\n"
@@ -99,6 +111,10 @@ ANSWERS = [
          "    h, outs = h0, []\n    for x_t in inputs:\n        h = cell(x_t, h)\n        outs.append(h)\n"
          "    return torch.stack(outs), h.unsqueeze(0)",
          correct=False, message="h_n has shape"),
+    _run("stacked_batch_first", "stacks the steps along dim 1: (batch, seq_len, hidden_size)",
+         "    h, outs = h0, []\n    for x_t in inputs:\n        h = cell(x_t, h)\n        outs.append(h)\n"
+         "    return torch.stack(outs, dim=1), h",
+         correct=False, message="you swapped seq_len and batch"),
     _shapes("branch", "if/else on batch_first",
             "    if batch_first:\n"
             "        x, out = (batch_size, seq_len, input_size), (batch_size, seq_len, hidden_size)\n"
@@ -135,8 +151,20 @@ ANSWERS = [
                  "    return {'input': (*first, input_size), 'h0': (1, batch_size, hidden_size), "
                  "'output': (*first, hidden_size), 'h_n': (1, batch_size, hidden_size)}",
             fails=("test_rnn_shapes", "test_rnn_shapes_batch_first"), message="num_layers"),
+    _shapes("hidden_layers_swapped", "h0 and h_n as (hidden_size, batch, num_layers)", correct=False,
+            body="    first = (batch_size, seq_len) if batch_first else (seq_len, batch_size)\n"
+                 "    h = (hidden_size, batch_size, num_layers)\n"
+                 "    return {'input': (*first, input_size), 'h0': h, 'output': (*first, hidden_size), 'h_n': h}",
+            fails=("test_rnn_shapes", "test_rnn_shapes_batch_first"), message="you swapped hidden_size and num_layers"),
+    _shapes("batch_first_inverted", "takes batch-first as the default layout", correct=False,
+            body="    first = (seq_len, batch_size) if batch_first else (batch_size, seq_len)\n"
+                 "    h = (num_layers, batch_size, hidden_size)\n"
+                 "    return {'input': (*first, input_size), 'h0': h, 'output': (*first, hidden_size), 'h_n': h}",
+            fails=("test_rnn_shapes", "test_rnn_shapes_batch_first"), message="you swapped seq_len and batch"),
     _last("branch", "indexes the time dimension", "    return output[:, -1] if batch_first else output[-1]"),
     _last("select", "Tensor.select on the time dimension", "    return output.select(1 if batch_first else 0, -1)"),
     _last("always_first", "output[-1] whatever the layout", "    return output[-1]",
           correct=False, message="output[:, -1]"),
+    _last("always_second", "output[:, -1] whatever the layout", "    return output[:, -1]",
+          correct=False, message="use output[-1]"),
 ]

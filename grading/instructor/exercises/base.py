@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import ast
 import math
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from grading.student.checks import describe_shape, max_abs_diff
+from grading.student.checks import max_abs_diff, names_used, scratch_problem, shape_problem
 
 # Captured at import time. The verifier's harness imports this module before any student
 # code runs, so these stay the genuine functions even if the student patches torch.
@@ -102,9 +101,10 @@ def randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64)
 def shape_message(name: str, actual: Sequence[int], expected: Sequence[int], dims: Sequence[str], why: str = "") -> str:
     """``"h' has shape (3, 5), expected (batch=3, hidden_size=4). <why>"``.
 
-    The dimensions are named as the visible checks do.
+    The dimensions are named as the visible checks do, and a swap of two of them is named
+    (:func:`grading.student.checks.shape_problem`).
     """
-    return f"{name} has shape {tuple(actual)}, expected {describe_shape(tuple(expected), dims)}. {why}".strip()
+    return shape_problem(name, actual, expected, dims, why)
 
 
 def layer_type(module: Any) -> str | None:
@@ -146,6 +146,9 @@ class Exercise:
     # Names whose use means the code is not "from scratch" (None: no such rule).
     forbidden_names: tuple[str, ...] | None = None
     forbidden_reason: str = ""
+    # aten operators the verifier's harness refuses while the solution cell runs (they record the call and
+    # raise). None: torch's fused recurrent operators when ``forbidden_names`` is set, none otherwise.
+    trapped_ops: tuple[str, ...] | None = None
     # Extra names the solution cell may rely on from earlier cells of the notebook,
     # supplied by the harness (e.g. imports of the setup cell).
     preamble: str = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
@@ -187,32 +190,14 @@ class Exercise:
         """The same check on a live object (in-kernel): names used by its code and its bases."""
         if not self.forbidden_names:
             return None
-        used: set[str] = set()
-        if isinstance(obj, type):
-            used.update(base.__name__ for base in obj.__mro__[1:])
-            for member in vars(obj).values():
-                _collect_names(getattr(member, "__func__", member), used)
-        else:
-            _collect_names(obj, used)
-        return self._violation(used)
+        return self._violation(names_used(obj))
 
     def _violation(self, used: set[str]) -> str | None:
-        hits = sorted(set(self.forbidden_names) & used)
-        if not hits:
-            return None
-        return f"{self.name} uses {', '.join(hits)}: {self.forbidden_reason}"
+        return scratch_problem(self.name, used, self.forbidden_names or (), self.forbidden_reason)
 
 
 def _collect_names(obj: Any, used: set[str]) -> None:
-    code = getattr(obj, "__code__", None)
-    if code is None:
-        return
-    stack = [code]
-    while stack:
-        co = stack.pop()
-        used.update(co.co_names)
-        used.update(c for c in co.co_consts if isinstance(c, str))
-        stack.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    used.update(names_used(obj))
 
 
 def run_cases(exercise: Exercise, obj: Any, cases: list[Case],

@@ -24,7 +24,27 @@ from typing import Any
 
 import torch
 
-from grading.student.checks import describe_shape
+from grading.student.checks import refused_ops
+from grading.student.hello_ohlol import (
+    MIN_EMBEDDING_CHANGE,
+    ONE_HOT_OPS,
+    ONE_HOT_REASON,
+    batch_first_message,
+    dtype_message,
+    frozen_message,
+    head_unused_message,
+    layer_config,
+    logits_shape_problem,
+    one_hot_call,
+    one_hot_error_hint,
+    one_hot_problem,
+    order_message,
+    reset_message,
+    returned_message,
+    softmax_message,
+    squashed_message,
+    structure_problem,
+)
 
 from .base import Case, Exercise, ProbeError, find_layers, is_packed_tensor, max_diff, pack, unpack
 
@@ -53,17 +73,7 @@ def _word(indices) -> str:
 # --------------------------------------------------------------------------- probing side
 
 
-def _config(label: str, module) -> dict:
-    if label == "Embedding":
-        return {"num_embeddings": int(module.num_embeddings), "embedding_dim": int(module.embedding_dim),
-                "padding_idx": module.padding_idx, "max_norm": module.max_norm}
-    if label == "RNN":
-        return {"input_size": int(module.input_size), "hidden_size": int(module.hidden_size),
-                "num_layers": int(module.num_layers), "nonlinearity": str(module.nonlinearity),
-                "bias": bool(module.bias), "batch_first": bool(module.batch_first),
-                "bidirectional": bool(module.bidirectional), "proj_size": int(getattr(module, "proj_size", 0))}
-    return {"in_features": int(module.in_features), "out_features": int(module.out_features),
-            "bias": module.bias is not None}
+_config = layer_config
 
 
 def _describe(model) -> dict:
@@ -205,63 +215,31 @@ class _Reference:
             return out.reshape(-1, out.shape[-1])
 
 
-def _structure_problem(name: str, described: Any, *, embedding: bool) -> str | None:
-    """What is missing or extra among the model's typed submodules (None if it has the contract's)."""
+def _structure_problem(name: str, described: Any, *, embedding: bool, sizes: dict) -> str | None:
+    """What is missing, extra or mis-sized among the model's typed submodules (None if it has the contract's)."""
     if not isinstance(described, dict) or "modules" not in described:
         return f"{name} could not be inspected."
-    mods = described["modules"]
-    if embedding and not mods.get("Embedding"):
-        return (f"{name} has no registered nn.Embedding submodule. An embedding kept outside the model (a global, "
-                "a plain list or dict, or one built inside forward) is not in model.parameters(), so the optimizer "
-                "never trains it. Create it in __init__: self.emb = nn.Embedding(num_class, embedding_size).")
-    if not mods.get("RNN"):
-        return f"{name} has no nn.RNN submodule: create it in __init__ (self.rnn = nn.RNN(...)) so it is registered."
-    if not mods.get("Linear"):
-        return (f"{name} has no nn.Linear head: its logits are the RNN's hidden state, which tanh keeps in [-1, 1], "
-                f"so the mean loss can never go below ln(1 + 3e^-2) = {TANH_FLOOR:.3f}. "
-                "Add self.fc = nn.Linear(hidden_size, num_class) and apply it to the RNN's output.")
-    for label in ("Embedding", "RNN", "Linear"):
-        if len(mods.get(label, [])) > 1:
-            return (f"{name} has {len(mods[label])} nn.{label} submodules; the contract is one of each "
-                    f"({'Embedding -> ' if embedding else ''}RNN -> Linear).")
-    if described.get("extra"):
-        return (f"{name} has parameters outside its nn.Embedding/nn.RNN/nn.Linear modules "
-                f"({', '.join(described['extra'][:4])}); the contract's model has no others.")
-    rnn = mods["RNN"][0]["config"]
-    if rnn["bidirectional"] or rnn["proj_size"]:
-        return f"{name}'s nn.RNN must be a plain one-directional RNN (no bidirectional, no proj_size)."
-    return None
+    layers = {label: [m["config"] for m in mods] for label, mods in described["modules"].items()}
+    return structure_problem(name, layers, list(described.get("extra") or []), embedding=embedding, sizes=sizes)
 
 
-def _shape_problem(name: str, observed: dict, expected: tuple[int, int], *, hidden_size: int, num_layers: int,
-                   batch: int, batch_first: bool) -> str | None:
+def _shape_problem(label: str, observed: dict, expected: tuple[int, int], *, hidden_size: int, num_layers: int,
+                   batch: int, batch_first: bool, name: str = "") -> str | None:
     if "error" in observed:
-        return f"{name}'s forward raised {observed['error']}"
+        return f"{name or label}'s forward raised {observed['error']}"
     if "returned" in observed:
-        return f"forward returned {observed['returned']}; it must return one tensor of logits, shape (N, num_class)."
+        return returned_message(label, observed["returned"])
     if not is_packed_tensor(observed.get("logits")):
-        return f"forward must return a torch.Tensor of logits, shape {expected}."
+        return f"{label}: forward must return a torch.Tensor of logits, shape {expected}."
     logits = observed["logits"]
     if logits["dtype"] != "float32":
-        return (f"the logits have dtype {logits['dtype']}, expected float32: "
-                "keep the model's dtype (no .double(), no argmax).")
+        return dtype_message(label, logits["dtype"])
     shape = tuple(logits["shape"])
-    if shape == expected:
-        if tuple(unpack(logits).shape) != expected:
-            return f"{name}'s logits came back malformed."
-        return None
-    n, num_class = expected
-    want = describe_shape(expected, ("seq_len*batch" if not batch_first else "batch*seq_len", "num_class"))
-    if len(shape) == 3 and shape[0] * shape[1] == n:
-        return (f"the logits have shape {shape}, expected {want}: flatten the time and batch dimensions "
-                f"with .reshape(-1, num_class), as CrossEntropyLoss wants one row per prediction.")
-    if len(shape) == 2 and shape[0] == n and shape[1] == hidden_size != num_class:
-        return (f"the logits have shape {shape}, expected {want}: the last dimension is hidden_size={hidden_size}. "
-                "Apply the Linear head (hidden_size -> num_class) to the RNN's output.")
-    if shape and shape[0] in (batch, num_layers * batch) and shape[0] != n:
-        return (f"the logits have shape {shape}, expected {want}: you may have used h_n (the last step only). "
-                "Use the RNN's output, which holds the top layer's hidden state at every time step.")
-    return f"the logits have shape {shape}, expected {want}."
+    problem = logits_shape_problem(label, shape, expected, hidden_size=hidden_size, num_layers=num_layers,
+                                   batch=batch, batch_first=batch_first)
+    if problem is None and tuple(unpack(logits).shape) != tuple(expected):
+        return f"{label}: the logits came back malformed."
+    return problem
 
 
 def _value_problem(name: str, reference: _Reference, described: dict, x, logits: torch.Tensor, *,
@@ -272,34 +250,20 @@ def _value_problem(name: str, reference: _Reference, described: dict, x, logits:
     if max_diff(logits, expected) <= tol:
         return None
     rnn = described["modules"]["RNN"][0]["config"]
-    layout = "(batch, seq_len)" if embedding else "(seq_len, batch, input_size)"
     if rnn["batch_first"] != reference.batch_first:
-        if embedding:
-            return (f"{name}'s nn.RNN has batch_first=False, so it reads x {layout} as (seq_len, batch): "
-                    "it runs over the batch instead of over the time steps. Create it with batch_first=True.")
-        return (f"{name}'s nn.RNN has batch_first=True, but x is (seq_len, batch, input_size): "
-                "leave batch_first=False (the default).")
+        return batch_first_message(name, embedding)
     with _NO_GRAD():
         hidden = reference.hidden(x)
     if hidden.shape[-1] == logits.shape[-1] and max_diff(logits, hidden.reshape(logits.shape)) <= tol:
-        return (f"{name} never applies its Linear head: the logits are the RNN's hidden state, which tanh keeps "
-                "in [-1, 1]. Return self.fc(output), flattened.")
+        return head_unused_message(name)
     if max_diff(logits, reference.logits(x, reset=True)) <= tol:
-        return (f"{name} resets the hidden state at every time step: each logit only sees its own input, so "
-                "the two l's of 'hello' get the same prediction. Run the RNN over the whole sequence at once "
-                "(or carry h from step to step).")
+        return reset_message(name)
     if max_diff(logits, reference.logits(x, order="swapped")) <= tol:
-        rows = "b*seq_len + t" if embedding else "t*batch + b"
-        return (f"{name}'s rows are in the wrong order: the logits of sequence b at step t must be row {rows}, "
-                "the order .reshape(-1, num_class) gives on the RNN's output layout. "
-                "Don't transpose before flattening.")
+        return order_message(name, embedding)
     if max_diff(logits, _SOFTMAX(expected, dim=1)) <= tol:
-        return (f"{name} returns probabilities (softmax): return the raw logits, "
-                "nn.CrossEntropyLoss applies log-softmax itself.")
+        return softmax_message(name)
     if float(expected.abs().max()) > 1.5 and float(logits.abs().max()) <= 1.0 + 1e-6:
-        return (f"{name}'s logits all lie in [-1, 1], where correct ones reach {float(expected.abs().max()):.2f}: "
-                "something squashes them (a tanh or sigmoid after the head, or the hidden state instead of the head's "
-                "output). Return the Linear head's output as it is.")
+        return squashed_message(name, float(expected.abs().max()))
     return (f"{name}'s logits differ from {'Embedding -> ' if embedding else ''}nn.RNN -> nn.Linear with the same "
             f"parameters (max difference {max_diff(logits, expected):.3g}): forward must feed "
             f"{'the embedded x' if embedding else 'x'} to the RNN (h0 = zeros or none) "
@@ -337,6 +301,13 @@ class _ModelExercise(Exercise):
 
     def n_rows(self, sizes: dict) -> int:
         return sizes["seq_len"] * sizes["batch"]
+
+    def label(self, sizes: dict) -> str:
+        """How a message names the model and its input: ``EmbeddingRNN(4, 10, 8, 2) on x of shape (1, 5)``."""
+        args = ", ".join(str(v) for v in self.args(sizes).values())
+        first = (sizes["batch"], sizes["seq_len"]) if self.batch_first else (sizes["seq_len"], sizes["batch"])
+        shape = first if self.embedding else (*first, sizes["input_size"])
+        return f"{self.name}({args}) on x of shape {shape}"
 
     def train_case(self, test_id: str, target: list[int], rng: random.Random) -> Case:
         return Case(test_id, f"hello -> {_word(target)}",
@@ -390,10 +361,10 @@ class _ModelExercise(Exercise):
         expected = (self.n_rows(sizes), sizes["num_class"])
         if "untrained_shape" in observed:
             observed = dict(observed, logits={"tensor": [], "dtype": "float32", "shape": observed["untrained_shape"]})
-        shape = _shape_problem(self.name, observed, expected, hidden_size=sizes["hidden_size"],
+        shape = _shape_problem(self.label(sizes), observed, expected, hidden_size=sizes["hidden_size"],
                                num_layers=sizes.get("num_layers", 1), batch=sizes["batch"],
-                               batch_first=self.batch_first)
-        structure = _structure_problem(self.name, observed, embedding=self.embedding)
+                               batch_first=self.batch_first, name=self.name)
+        structure = _structure_problem(self.name, observed, embedding=self.embedding, sizes=self.args(sizes))
         if kind == "shape":
             if shape and structure and "error" in observed:
                 return f"{shape} ({structure})", None
@@ -454,6 +425,10 @@ class OneHotExercise(Exercise):
     assignment = "hello_ohlol"
     notebook = "one_hot_rnn"
     test_ids = ("test_one_hot",)
+    # From scratch: F.one_hot is what the exercise reimplements. No name scan (a variable may well be
+    # called one_hot); every route to the operator is refused in torch's dispatcher instead.
+    trapped_ops = tuple(ONE_HOT_OPS)
+    forbidden_reason = ONE_HOT_REASON
 
     def cases(self, seed: int) -> list[Case]:
         rng = random.Random(seed)
@@ -472,12 +447,17 @@ class OneHotExercise(Exercise):
     def probe(self, fn: Any, case: Case) -> Any:
         d = case.data
         indices = list(d["indices"]) if d["as"] == "list" else torch.tensor(d["indices"], dtype=torch.int64)
-        try:
-            out = fn(indices, d["num_classes"])
-        except NotImplementedError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported with the input kind
-            return {"error": f"{type(exc).__name__}: {exc}"}
+        with refused_ops(ONE_HOT_OPS) as calls:
+            try:
+                out = fn(indices, d["num_classes"])
+            except NotImplementedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported with the input kind
+                out = exc
+        if calls:
+            return {"calls": list(calls)}
+        if isinstance(out, Exception):
+            return {"error": f"{type(out).__name__}: {out}"}
         if not isinstance(out, torch.Tensor):
             return {"returned": type(out).__name__}
         return {"out": pack(out.detach().clone())}
@@ -491,47 +471,25 @@ class OneHotExercise(Exercise):
     def _judge(self, case: Case, observed: Any) -> str | None:
         d = case.data
         indices, num_classes = d["indices"], d["num_classes"]
-        shown = f"{indices}" if d["as"] == "list" else f"torch.tensor({indices})"
-        call = f"one_hot({shown}, {num_classes})"
+        call = one_hot_call(indices, num_classes, d["as"])
         if not isinstance(observed, dict):
             return f"{call} could not be run."
+        if observed.get("calls"):
+            calls = observed["calls"] if isinstance(observed["calls"], list) else [observed["calls"]]
+            known = tuple(ONE_HOT_OPS.values())
+            labels = sorted({c if c in known else "a refused operator" for c in calls})
+            return f"{self.name} calls {', '.join(labels)}: {ONE_HOT_REASON}"
         if "error" in observed:
-            hint = ""
-            if d["as"] == "list":
-                hint = " It must accept a Python list too: convert first with torch.as_tensor(indices)."
-            elif d["as"] == "tensor":
-                hint = " It must accept a 1-D LongTensor too."
-            return f"{call} raised {observed['error']}.{hint}"
+            return f"{call} raised {observed['error']}. {one_hot_error_hint(d['as'])}".strip()
         if "returned" in observed:
             return f"{call} returned a {observed['returned']}; it must return a torch.Tensor."
         out = observed.get("out")
         if not is_packed_tensor(out):
             return f"{call} must return a torch.Tensor."
-        if out["dtype"] != "float32":
-            return (f"{call} has dtype torch.{out['dtype']}, expected torch.float32: nn.RNN multiplies its input "
-                    "by float weights. Convert with .float().")
-        expected = _EYE(num_classes)[torch.tensor(indices)]
-        n = len(indices)
-        shape = tuple(out["shape"])
-        if shape != (n, num_classes):
-            want = describe_shape((n, num_classes), ("len(indices)", "num_classes"))
-            if shape == (num_classes, n) and n != num_classes:
-                return (f"{call} has shape {shape}, expected {want}: one row per index, not one column. "
-                        "You returned the transpose.")
-            if len(shape) == 2 and shape[0] == n:
-                return (f"{call} has shape {shape}, expected {want}: "
-                        f"dimension 1 must be num_classes={num_classes}, whatever the largest index is.")
-            return f"{call} has shape {shape}, expected {want}."
-        got = unpack(out)
-        if max_diff(got, expected) == 0:
-            return None
-        for shift in (1, -1):
-            if max_diff(got, _EYE(num_classes)[(torch.tensor(indices) + shift) % num_classes]) == 0:
-                return (f"{call} puts each 1 one column {'right' if shift > 0 else 'left'} of its index: "
-                        "index k goes in column k (counting from 0).")
-        bad = next(i for i in range(n) if max_diff(got[i], expected[i]) > 0)
-        return (f"{call} row {bad} is {got[bad].tolist()}, expected {expected[bad].tolist()}: "
-                f"row i is all zeros except a 1 in column indices[i].")
+        problem = one_hot_problem(indices, num_classes, d["as"], unpack(out))
+        if problem is None and max_diff(unpack(out), _EYE(num_classes)[torch.tensor(indices)]) != 0:
+            return f"{call} is not the one-hot encoding of {indices}."
+        return problem
 
 
 class OneHotRNNExercise(_ModelExercise):
@@ -588,14 +546,16 @@ class EmbeddingRNNExercise(_ModelExercise):
     THRESHOLD = 0.1
     TRAIN_SIZES = {"num_class": 4, "embedding_size": 10, "hidden_size": 8, "num_layers": 2, "seq_len": 5, "batch": 1}
     # The embedding must move by more than this (max abs change of its weight) during training.
-    MIN_EMBEDDING_CHANGE = 1e-3
+    MIN_EMBEDDING_CHANGE = MIN_EMBEDDING_CHANGE
 
     def args(self, s: dict) -> dict:
         return {"num_class": s["num_class"], "embedding_size": s["embedding_size"],
                 "hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
 
     def make_input(self, gen: torch.Generator, s: dict) -> torch.Tensor:
-        return torch.randint(0, s["num_class"], (s["batch"], s["seq_len"]), generator=gen)
+        x = torch.randint(0, s["num_class"], (s["batch"], s["seq_len"]), generator=gen)
+        x[0, -1] = s["num_class"] - 1  # every index is in range of a correct embedding: the largest one is used
+        return x
 
     def train_input(self) -> torch.Tensor:
         return torch.tensor([HELLO])
@@ -627,11 +587,7 @@ class EmbeddingRNNExercise(_ModelExercise):
         _reinit(initial.modules(), _GENERATOR().manual_seed(d["seed"]))
         change = max_diff(reference.emb.weight.detach(), initial.emb.weight.detach())
         if change <= self.MIN_EMBEDDING_CHANGE:
-            frozen = ", ".join(observed.get("frozen") or []) or "none"
-            return (f"{self.name}'s embedding did not change during training (max change {change:.2g}): it is frozen "
-                    f"(parameters with requires_grad=False: {frozen}) or not used in forward. An embedding is a table "
-                    "of trainable vectors: keep its weight trainable (nn.Embedding(num_class, embedding_size), "
-                    "not Embedding.from_pretrained(..., freeze=True)).")
+            return frozen_message(self.name, change, list(observed.get("frozen") or []))
         return None
 
 

@@ -7,12 +7,14 @@ sends plain data back through a pipe. The harness answers the kernel server thro
 another pipe (file descriptor 3), which the grandchild does not hold. The grader judges
 that data in its own process.
 
-From scratch: before the cell runs, torch's fused recurrent operators are replaced *in
-torch's dispatcher* by a recorder that refuses to compute. Every route to them (``torch.
-lstm_cell``, ``torch._VF``, ``nn.LSTMCell``, a reference saved earlier, ``torch.ops.aten``,
-``torch._C._jit_get_operation``) ends in the dispatcher, so the genuine kernel is out of the
-cell's reach. After the probes, the harness checks that the recorder is still registered
-(the registration can be destroyed from Python through ``gc``) and reports it if not.
+From scratch: before the cell runs, the operators the exercise reimplements (torch's fused
+recurrent operators for the cells, ``aten::one_hot`` for one_hot: ``Exercise.trapped_ops``)
+are replaced *in torch's dispatcher* by a recorder that refuses to compute. Every route to
+them (``torch.lstm_cell``, ``torch._VF``, ``nn.LSTMCell``, ``F.one_hot``, ``getattr``, a
+reference saved earlier, ``torch.ops.aten``, ``torch._C._nn``, ``torch._C._jit_get_operation``)
+ends in the dispatcher, so the genuine kernel is out of the cell's reach. After the probes, the
+harness checks that the recorder is still registered (the registration can be destroyed from
+Python through ``gc``) and reports it if not.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _dumps, _loads, _write, _fork, _exit = json.dumps, json.loads, os.write, os.fork
 # aten operators (with their overloads) that compute a recurrent cell or layer in one call.
 FUSED_OPS = ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "lstm.input", "lstm.data", "gru.input",
              "gru.data", "rnn_tanh.input", "rnn_tanh.data", "rnn_relu.input", "rnn_relu.data")
+# How a message names a trapped operator whose Python name is not torch.<operator>.
+OP_LABELS = {"one_hot": "torch.nn.functional.one_hot"}
 TRAP_KEY = "CompositeImplicitAutograd"
 REMOVED = "the from-scratch check was removed from torch's dispatcher"
 
@@ -43,12 +47,20 @@ class FusedCallRefused(RuntimeError):
     """Raised in place of a fused recurrent operator while a solution cell is checked."""
 
 
-def install_traps(calls: list[str]) -> object:
-    """Replace torch's fused recurrent operators by a recorder; returns the registration (keep it alive)."""
+def trapped_ops(exercise) -> tuple[str, ...]:
+    """The aten operators refused while ``exercise``'s solution cell is checked."""
+    if exercise.trapped_ops is not None:
+        return tuple(exercise.trapped_ops)
+    return FUSED_OPS if exercise.forbidden_names else ()
+
+
+def install_traps(calls: list[str], ops: tuple[str, ...] = FUSED_OPS) -> object:
+    """Replace the aten operators ``ops`` by a recorder; returns the registration (keep it alive)."""
     library = torch.library.Library("aten", "IMPL")
 
     def recorder(op: str):
-        label = f"torch.{op.split('.')[0]}"
+        base = op.split(".")[0]
+        label = OP_LABELS.get(base, f"torch.{base}")
 
         def refuse(*args, **kwargs):
             calls.append(label)
@@ -56,22 +68,37 @@ def install_traps(calls: list[str]) -> object:
 
         return refuse
 
-    for op in FUSED_OPS:
+    for op in ops:
         library.impl(op, recorder(op), TRAP_KEY)
     return library
 
 
 def _sentinel_args():
     x, h = torch.zeros(1, 1), torch.zeros(1, 1)
-    return x, h, torch.zeros(4, 1), torch.zeros(4, 1)
+    return x, [h, h], torch.zeros(4, 1), torch.zeros(4, 1)
 
 
-def traps_intact(op_lstm_cell: Callable[..., object], calls: list[str]) -> bool:
-    """Whether the recorder still answers for aten::lstm_cell (called through a handle taken before the cell ran)."""
+# For the operators whose recorder is checked after the probes: a call that only the recorder refuses.
+SENTINELS: dict[str, Callable[[], tuple]] = {
+    "lstm_cell": _sentinel_args,
+    "one_hot": lambda: (torch.zeros(1, dtype=torch.long), 1),
+}
+
+
+def sentinel(ops: tuple[str, ...]) -> tuple[Callable[..., object] | None, tuple]:
+    """(handle, arguments) of a call that proves the recorder of ``ops`` still answers; taken before the cell runs."""
+    op = next((o for o in ops if o in SENTINELS), None)
+    if op is None:
+        return None, ()
+    return getattr(torch.ops.aten, op).default, SENTINELS[op]()
+
+
+def traps_intact(handle: Callable[..., object], calls: list[str], args: tuple | None = None) -> bool:
+    """Whether the recorder still answers for the operator of ``handle``, a handle taken before the cell ran
+    (aten::lstm_cell with its sentinel arguments unless ``args`` are given)."""
     before = len(calls)
-    x, h, w_ih, w_hh = _sentinel_args()
     try:
-        op_lstm_cell(x, [h, h], w_ih, w_hh)
+        handle(*(args if args is not None else _sentinel_args()))
     except FusedCallRefused:
         del calls[before:]
         return True
@@ -97,8 +124,9 @@ def run_exercise(spec: dict) -> dict:
     """Execute one solution cell and probe it; returns plain data."""
     exercise = EXERCISES[spec["grade_id"]]
     calls: list[str] = []
-    traps = install_traps(calls) if exercise.forbidden_names else None
-    op_lstm_cell = torch.ops.aten.lstm_cell.default
+    ops = trapped_ops(exercise)
+    traps = install_traps(calls, ops) if ops else None
+    check = sentinel(ops)
     namespace: dict = {"__name__": "__main__", "get_ipython": _Anything(), "display": lambda *a, **k: None}
     # Running the notebook's setup and the submitted cell is this harness's job (inside the sandbox).
     try:
@@ -108,10 +136,10 @@ def run_exercise(spec: dict) -> dict:
     try:
         exec(compile(spec["source"], "<solution cell>", "exec"), namespace)  # noqa: S102
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included
-        return _with_traps({"error": f"the solution cell raised {_type_name(exc)}"}, traps, op_lstm_cell, calls)
+        return _with_traps({"error": f"the solution cell raised {_type_name(exc)}"}, traps, check, calls)
     obj = namespace.get(exercise.name)
     if obj is None:
-        return _with_traps({"error": f"the solution cell does not define {exercise.name}"}, traps, op_lstm_cell, calls)
+        return _with_traps({"error": f"the solution cell does not define {exercise.name}"}, traps, check, calls)
     observed = []
     for raw in spec["cases"]:
         case = Case(**raw)
@@ -123,7 +151,7 @@ def run_exercise(spec: dict) -> dict:
             observed.append({"ok": False, "error": f"{exercise.name} is not implemented yet."})
         except BaseException as exc:  # noqa: BLE001 - any crash of student code is a finding
             observed.append({"ok": False, "error": f"{exercise.name} raised {_type_name(exc)}"})
-    return _with_traps({"observed": observed}, traps, op_lstm_cell, calls)
+    return _with_traps({"observed": observed}, traps, check, calls)
 
 
 def _type_name(exc: BaseException) -> str:
@@ -132,10 +160,11 @@ def _type_name(exc: BaseException) -> str:
     return name if isinstance(name, str) and name.isidentifier() and len(name) <= 60 else "an exception"
 
 
-def _with_traps(outcome: dict, traps, op_lstm_cell, calls: list[str]) -> dict:
-    """Add what the traps recorded, and whether they survived the cell."""
+def _with_traps(outcome: dict, traps, check: tuple, calls: list[str]) -> dict:
+    """Add what the traps recorded, and whether they survived the cell (``check``: see :func:`sentinel`)."""
     fused = sorted(set(calls))
-    if traps is not None and not traps_intact(op_lstm_cell, calls):
+    handle, args = check
+    if traps is not None and handle is not None and not traps_intact(handle, calls, args):
         fused.append(REMOVED)
     outcome["fused_calls"] = fused
     return outcome

@@ -1,7 +1,7 @@
 """A synthetic class built from the source notebooks and the answer catalogue.
 
 Every student submits every assignment. The class holds correct answers in several styles,
-blank and partial submissions, and each common bug of every exercise (the seed's LSTM among
+blank and partial submissions, and each common bug of every exercise (the LSTM of Liu Er's notes among
 them), so a grading run shows what a real class would: and because each synthetic student
 is made of catalogue answers, what each one deserves is known in advance (``expected``).
 """
@@ -45,7 +45,7 @@ def roster(assignments: list[str], size: int = 32) -> dict[str, list[SyntheticSt
     for assignment in assignments:
         table = _by_exercise(assignment)
         exercises = sorted(table)
-        # The seed's own mistakes first, so that even a small class has them.
+        # The notes' own mistakes first, so that even a small class has them.
         bad = {g: sorted(table[g][1], key=lambda a: "seed" not in a.key) for g in exercises}
         students = []
         for i in range(size):

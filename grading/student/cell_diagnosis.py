@@ -4,7 +4,7 @@ A wrong cell is not just rejected. Probes force single gates open or shut throug
 (a pre-activation of +-80 puts sigmoid at 1 or ~2e-35 in float64), switch one input path off, move a
 bias from ``bias_ih`` to ``bias_hh`` or zero the state, and the cell's outputs on them are matched
 
-* against **known bugs** (the seed's LSTM, each activation swapped, the cell memory dropped, the
+* against **known bugs** (the LSTM of Liu Er's notes, each activation swapped, the cell memory dropped, the
   gate blocks permuted, the GRU's reset applied before the matmul, ...): outputs that are exactly
   those of one bug get that bug's name;
 * otherwise against the **rules** the probes check, one message per rule the cell breaks, so even
@@ -320,7 +320,7 @@ def _order_message(kind: str, order: tuple[int, ...]) -> str:
 Bug = tuple[str, str, Callable]
 
 LSTM_BUGS: list[Bug] = [
-    ("seed", "this is the seed's LSTM: one weight per gate shared by x and h (h must go through weight_hh), "
+    ("seed", "this is the LSTM of Liu Er's notes: one weight per gate shared by x and h (h must go through weight_hh), "
              "bias_ih added twice instead of bias_ih + bias_hh, and a sigmoid candidate (g uses tanh)",
      lambda x, h, c, p: _lstm_bug(x, h, c, p, act=(_sig, _sig, _sig, _sig), pre=PRE_VARIANTS["seed"])),
     ("g_sigmoid", "input gate / candidate: with zero state, c' = i*g, and g uses tanh; yours uses sigmoid, "
@@ -353,7 +353,7 @@ LSTM_BUGS: list[Bug] = [
     ("return_swapped", "state order: forward returns (h', c'), h first; yours returns (c', h')",
      lambda x, h, c, p: _lstm_bug(x, h, c, p)[::-1]),
     ("shared", "shared weights: x must go through weight_ih and h through weight_hh; yours puts h through weight_ih, "
-               "one weight shared by x and h (the seed's bug, which only fits when input_size == hidden_size)",
+               "one weight shared by x and h (the notes' bug, which only fits when input_size == hidden_size)",
      lambda x, h, c, p: _lstm_bug(x, h, c, p, pre=PRE_VARIANTS["shared"])),
     ("swapped_xh", "x must go through weight_ih and h through weight_hh; yours swaps them",
      lambda x, h, c, p: _lstm_bug(x, h, c, p, pre=PRE_VARIANTS["swapped_xh"])),
@@ -396,7 +396,7 @@ GRU_BUGS: list[Bug] = [
     ("z_tanh", "update gate: z = sigmoid(...), a gate between 0 and 1; yours uses tanh",
      lambda x, h, c, p: _gru_bug(x, h, p, act=(_sig, _tanh, _tanh))),
     ("shared", "shared weights: x must go through weight_ih and h through weight_hh; yours puts h through weight_ih, "
-               "one weight shared by x and h (the seed's bug, which only fits when input_size == hidden_size)",
+               "one weight shared by x and h (the notes' bug, which only fits when input_size == hidden_size)",
      lambda x, h, c, p: _gru_bug(x, h, p, pre=PRE_VARIANTS["shared"])),
     ("swapped_xh", "x must go through weight_ih and h through weight_hh; yours swaps them",
      lambda x, h, c, p: _gru_bug(x, h, p, pre=PRE_VARIANTS["swapped_xh"])),
@@ -420,8 +420,8 @@ BUGS = {"lstm": LSTM_BUGS, "gru": GRU_BUGS}
 X_PATH = ("x must go through weight_ih only: with weight_ih = 0 your output still changes with x "
           "(x W_ih^T + b_ih is the input term, h W_hh^T + b_hh the hidden term)")
 H_PATH = ("h must go through weight_hh only: with weight_hh = 0, changing unit 0 of h changed other units of your "
-          "output, so h goes through another weight (one weight shared by x and h, as in the seed, only fits when "
-          "input_size == hidden_size)")
+          "output, so h goes through another weight (one weight shared by x and h, as in Liu Er's notes, only fits "
+          "when input_size == hidden_size)")
 
 # Each probe: which outputs a rule compares with nn.LSTMCell / nn.GRUCell, and the rule's message.
 RULES = {
@@ -472,7 +472,7 @@ def _bias(k: int, size: int, values: dict[int, Any]) -> torch.Tensor:
 def diagnosis_probes(kind: str, gen: torch.Generator, batch_size: int, size: int) -> list[dict]:
     """Named float64 probes with input_size == hidden_size == ``size``: dicts label, params, x, h, c.
 
-    input_size == hidden_size, so that the seed's weight shared by x and h runs and can be named.
+    input_size == hidden_size, so that the notes' weight shared by x and h runs and can be named.
     """
     k = len(GATES[kind])
     n, s = batch_size, size

@@ -451,7 +451,7 @@ def _check_learns(losses: list[float], name: str) -> None:
 
 
 def _hello_one_hot() -> torch.Tensor:
-    """"hello" as the seed types it: (seq_len=5, batch=1, input_size=4)."""
+    """"hello" as Liu Er's notes type it: (seq_len=5, batch=1, input_size=4)."""
     return torch.tensor([[[0.0, 1, 0, 0]], [[1, 0, 0, 0]], [[0, 0, 1, 0]], [[0, 0, 1, 0]], [[0, 0, 0, 1]]])
 
 
@@ -497,7 +497,7 @@ def check_one_hot_rnn_training(OneHotRNN) -> None:
     losses = _train(model, _hello_one_hot(), torch.tensor(OHLOL), seed=0)
     _check_learns(losses, "OneHotRNN")
     print(f"OneHotRNN: visible training check passed "
-          f"(below {THRESHOLD}; the seed's model cannot go below {TANH_FLOOR:.3f}).")
+          f"(below {THRESHOLD}; the notes' model cannot go below {TANH_FLOOR:.3f}).")
 
 
 # --------------------------------------------------------------------------- EmbeddingRNN

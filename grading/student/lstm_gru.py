@@ -45,7 +45,7 @@ from .cell_diagnosis import (
 )
 from .checks import CheckFailed, call, check_type, compare_table, quiet
 
-CHARS = "ehlo"  # idx2char of the seed: e=0, h=1, l=2, o=3
+CHARS = "ehlo"  # idx2char of Liu Er's notes: e=0, h=1, l=2, o=3
 NUM_CLASS = len(CHARS)
 EMBEDDING_SIZE = 10
 HIDDEN_SIZE = 8
@@ -57,7 +57,7 @@ LOSS_THRESHOLD = 0.25
 
 # Sizes of the visible checks: batch_size, input_size and hidden_size differ pairwise and from 3 and 4 (the GRU's
 # and the LSTM's number of gate blocks), so a swapped dimension fails. The diagnosis needs input_size ==
-# hidden_size (the seed's weight shared by x and h must run to be named); every other stage has all sizes apart.
+# hidden_size (the notes' weight shared by x and h must run to be named); every other stage has all sizes apart.
 SHAPE_SIZES = (2, 5, 7)  # batch_size, input_size, hidden_size
 DIAGNOSIS_SIZES = (6, 5)  # batch_size, input_size == hidden_size
 VALUE_CASES = ((6, 7, 5, torch.float64), (2, 5, 6, torch.float32))  # batch_size, input_size, hidden_size, dtype
@@ -134,7 +134,7 @@ def initial_state(kind: str, seed: int, num_class: int = NUM_CLASS, embedding_si
 
 
 def summed_loss(logits: torch.Tensor, target: str) -> torch.Tensor:
-    """Cross-entropy summed over the time steps, as in the seed (loss += criterion(...) per step).
+    """Cross-entropy summed over the time steps, as in Liu Er's notes (loss += criterion(...) per step).
 
     logits: (seq_len, num_class) for one sequence.
     """

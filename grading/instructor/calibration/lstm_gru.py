@@ -11,7 +11,7 @@ entry expects on every seed.
 pass: with a Linear head most wrong cells still fit five characters, so the loss catches few of
 them. The judge does not trust the loss: it rebuilds the model with torch's nn.LSTMCell /
 nn.GRUCell, loads the trained weights and requires the same logits, which no wrong forward pass
-gives (``pass_rate`` 0 for them). The seed's LSTM and the shared-weight cell only fit when
+gives (``pass_rate`` 0 for them). The notes' LSTM and the shared-weight cell only fit when
 input_size == hidden_size, so they are trained with embedding_size = hidden_size.
 
 Why 150 epochs: at 100 epochs a correct GRU left a slow tail (worst of 1,000 runs 0.29 and 0.12, the

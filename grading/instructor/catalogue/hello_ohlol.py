@@ -61,7 +61,7 @@ EMBEDDING_REFERENCE = '''class EmbeddingRNN(nn.Module):
         return x.view(-1, self.num_class)
 '''
 
-# The seed lecture's model (sections 2.3/2.4) turned into the contract's class: no head.
+# The model of Liu Er's notes (sections 2.3/2.4) turned into the contract's class: no head.
 HEAD_NO_HEAD = '''class OneHotRNN(nn.Module):
     def __init__(self, input_size, hidden_size, num_class):
         super().__init__()
@@ -73,7 +73,7 @@ HEAD_NO_HEAD = '''class OneHotRNN(nn.Module):
         return out.view(-1, self.num_class)
 '''
 
-# The embedding built once, outside the model (the seed's LSTM + embedding homework).
+# The embedding built once, outside the model (the LSTM + embedding homework of Liu Er's notes).
 EMBEDDING_OUTSIDE = '''embedding = nn.Embedding(4, 10)
 
 
@@ -128,7 +128,7 @@ ANSWERS = [
              "    one_hot[torch.arange(len(idx)), idx] = 1.0\n    return one_hot"),
     _one_hot("comparison", "compares each index with arange(num_classes)",
              "    return (torch.as_tensor(indices)[:, None] == torch.arange(num_classes)).float()"),
-    _one_hot("lookup_table", "the seed's lookup table, built for num_classes",
+    _one_hot("lookup_table", "the notes' lookup table, built for num_classes",
              "    table = [[1 if j == k else 0 for j in range(num_classes)] for k in range(num_classes)]\n"
              "    return torch.tensor([table[int(k)] for k in indices], dtype=torch.float32)"),
     _one_hot("long", "returns a LongTensor", correct=False, message="expected torch.float32",
@@ -182,7 +182,7 @@ ANSWERS = [
                       "        self.fc = nn.Linear(hidden_size, num_class)",
                       "        out, _ = self.rnn(x.transpose(0, 1))\n"
                       "        return self.fc(out.transpose(0, 1)).reshape(-1, self.num_class)")),
-    _head("no_head", "the seed's model: hidden state as logits", HEAD_NO_HEAD, correct=False,
+    _head("no_head", "the notes' model: hidden state as logits", HEAD_NO_HEAD, correct=False,
           message="no nn.Linear head"),
     _head("hidden_reset", "runs each step with a fresh h0", correct=False, message="resets the hidden state",
           source=_head_class(_HEAD_INIT,
@@ -208,7 +208,7 @@ ANSWERS = [
           source=_head_class(_HEAD_INIT, "        out, _ = self.rnn(x)\n"
                                          "        return torch.tanh(self.fc(out)).reshape(-1, self.num_class)")),
     # ------------------------------------------------------------------ EmbeddingRNN
-    _emb("reference", "the seed's model with the contract's arguments (h0 explicit, view)", EMBEDDING_REFERENCE),
+    _emb("reference", "the notes' model with the contract's arguments (h0 explicit, view)", EMBEDDING_REFERENCE),
     _emb("names_reshape", "other names, no h0, reshape",
          "class EmbeddingRNN(nn.Module):\n"
          "    def __init__(self, num_class, embedding_size, hidden_size, num_layers):\n"

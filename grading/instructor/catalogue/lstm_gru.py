@@ -1,7 +1,7 @@
 """Catalogue of the lstm_gru assignment: LSTMCellScratch (lstm_cell) and GRUCellScratch (gru_cell).
 
 Correct answers differ in how they slice the gate blocks and combine the terms; every one gets
-full marks. Wrong answers are the bugs students make (and the seed's own LSTM), each with the
+full marks. Wrong answers are the bugs students make (and the LSTM of Liu Er's notes), each with the
 test cells it fails and a piece of the diagnosis it must receive.
 """
 
@@ -93,7 +93,7 @@ def _gru_chunked(r="torch.sigmoid(x_r + h_r)", z="torch.sigmoid(x_z + h_z)", n="
 
 
 SEED_LSTM = '''class LSTMCellScratch(nn.Module):
-    """The seed's homework LSTM, moved into the contract: one weight per gate (here the gate's block of
+    """The homework LSTM of Liu Er's notes, moved into the contract: one weight per gate (here the gate's block of
     weight_ih, with bias_ih) reused for x and for h, as in self.lineari(x) + self.lineari(hidden),
     and a sigmoid candidate."""
 
@@ -166,8 +166,8 @@ LSTM_ANSWERS = [
                "        \"\"\"Same initialisation as nn.LSTMCell.\"\"\"\n"
                "        for p in self.parameters():\n"
                "            nn.init.uniform_(p, -self.hidden_size ** -0.5, self.hidden_size ** -0.5)"),
-    Answer("lstm_cell", "seed_lstm", "the seed's homework LSTM (one weight per gate for x and h, bias twice, "
-           "sigmoid candidate)", SEED_LSTM, False, LSTM_TESTS, "shared by x and h"),
+    Answer("lstm_cell", "seed_lstm", "the homework LSTM of Liu Er's notes (one weight per gate for x and h, "
+           "bias twice, sigmoid candidate)", SEED_LSTM, False, LSTM_TESTS, "shared by x and h"),
     _lstm("sigmoid_candidate", "sigmoid for the candidate g", _lstm_chunked(g="torch.sigmoid(g)"),
           correct=False, message="g uses tanh"),
     _lstm("tanh_input_gate", "tanh for the input gate", _lstm_chunked(i="torch.tanh(i)"),

@@ -62,7 +62,7 @@ IDX2CHAR = ("e", "h", "l", "o")
 HELLO = (1, 0, 2, 2, 3)
 OHLOL = (3, 1, 2, 3, 2)
 # The best mean cross-entropy a model whose logits lie in [-1, 1] can reach: target logit +1,
-# the three others -1 (a tanh hidden state used as logits, the seed lecture's model).
+# the three others -1 (a tanh hidden state used as logits, the model of Liu Er's notes).
 TANH_FLOOR = math.log(1 + 3 * math.exp(-2))
 
 

@@ -6,7 +6,7 @@ shut through their bias block, switch one input path off, or zero the state. Whe
 wrong, the judge names the gate or term at fault in two ways:
 
 * a **known bug** (gate blocks permuted, an activation changed, the cell memory dropped, the reset
-  applied before the matmul, z and 1 - z swapped, the seed's shared weights, ...) is recognised
+  applied before the matmul, z and 1 - z swapped, the notes' shared weights, ...) is recognised
   exactly: the judge recomputes the probes with that bug and finds the same numbers;
 * otherwise each probe that fails adds the property it checks ("forget gate: with f forced to 1
   and i to 0, c must carry over unchanged", ...), so even a cell with several bugs is located.

@@ -165,7 +165,7 @@ def test_gradient_experiment_numbers_lstm():
     curves = _curves(LSTM, "lstm_code_06")
     seq_len = len(curves["nn.RNN (tanh)"])
     num_seeds = inspect.signature(gradient_norms_over_time).parameters["num_seeds"].default
-    assert_quoted(LSTM, rf"$T = {seq_len}$ inputs $x_0, \dots, x_{{{seq_len - 1}}}$",
+    assert_quoted(LSTM, rf"$T = {seq_len}$ inputs $x_1, \dots, x_{{{seq_len}}}$",
                   f"random seed ({num_seeds} seeds)")
     rnn = curves["nn.RNN (tanh)"]
     assert all(rnn[t + 10] / rnn[t] < 0.01 for t in range(0, 31, 10)), "orders of magnitude every ten steps"

@@ -257,7 +257,7 @@ def reset_message(name: str) -> str:
 
 def order_message(name: str, batch_first: bool) -> str:
     rows = "b*seq_len + t" if batch_first else "t*batch + b"
-    return (f"{name}'s rows are in the wrong order: the logits of sequence b at step t must be row {rows}, "
+    return (f"{name}'s rows are in the wrong order: the logits of x[t, b] (code indices from 0) must be row {rows}, "
             "the order .reshape(-1, num_class) gives on the RNN's output layout. Don't transpose before flattening.")
 
 
@@ -380,7 +380,7 @@ def _behaviour_problem(model: nn.Module, x: torch.Tensor, perturbed: torch.Tenso
             return order_message(name, batch_first)
         order = "b*seq_len + t" if batch_first else "t*batch + b"
         return (f"{name}: the logits of one sequence run alone differ from its rows in the batch. Rows must "
-                f"be in the order {order} (sequence b, step t), and sequences must not mix.")
+                f"be in the order {order} (x[t, b]: code indices from 0), and sequences must not mix.")
     probe = copy.deepcopy(model)
     head = _typed(probe, nn.Linear)[0]
     if head.bias is None:

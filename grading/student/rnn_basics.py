@@ -237,8 +237,9 @@ def run_cell_problem(h0: torch.Tensor, seen: Sequence[Any], outputs: Any, h_n: A
                              "Stack one hidden state per time step along a new first dimension (dim=0).")
     if max_abs_diff(outputs, expected) > tol:
         if max_abs_diff(outputs[1:], expected[:-1]) <= tol:
-            return "outputs[t] must be the hidden state AFTER step t: you stored h before calling the cell."
-        return "outputs differ from nn.RNN with the same weights: outputs[t] is the hidden state after step t."
+            return ("outputs[t-1] must be h_t, the hidden state AFTER step t (once the cell has read inputs[t-1]): "
+                    "you stored h before calling the cell.")
+        return "outputs differ from nn.RNN with the same weights: outputs[t-1] is h_t, the hidden state after step t."
     if not isinstance(h_n, torch.Tensor):
         return "h_n must be a torch.Tensor of shape (batch, hidden_size)."
     if tuple(h_n.shape) != (batch, hidden):

@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "solutions", cmd_solutions, "nbgrader generate_solution for an assignment, after the deadline",
                  root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
+    # -- class hub: roster and exchange (roster.py, exchange.py) --
+    # -- class hub: gradebook database (database.py) --
+    # -- class hub: student environment and JupyterHub (student_env.py, hub.py) --
     p = _command(sub, "lectures", cmd_lectures,
                  "re-execute lecture notebooks in place (one thread), without volatile metadata", root)
     p.add_argument("notebooks", nargs="*", help="notebooks to execute (default: every notebooks/NN_*.ipynb)")

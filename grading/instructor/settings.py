@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from traitlets import Integer
+from traitlets import Integer, Unicode
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -54,6 +54,11 @@ class GradingSettings(Configurable):
     submission_timeout = Integer(0, help="Wall-clock budget of one submission in seconds; 0 computes it from the "
                                           "notebook, exercise and grader limits.").tag(config=True)
 
+    exchange_root = Unicode("/srv/nbgrader/exchange", help="nbgrader's file exchange on the class hub; the course "
+                            "keeps its files in a folder named after its course id.").tag(config=True)
+    student_env = Unicode("/opt/rnn-course/venv", help="The students' Python environment on the hub (world-readable: "
+                          "JupyterLab, nbgrader's student extensions, torch, grading.student).").tag(config=True)
+
     def submission_budget(self, notebooks: int) -> float:
         """Seconds one submission of ``notebooks`` notebooks may take in all; past it, a grading error."""
         if self.submission_timeout:
@@ -76,11 +81,15 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     for name in GradingSettings.class_trait_names(config=True):
         value = environ.get(ENV_PREFIX + name.upper())
-        if value is not None and value.strip():
-            try:
-                config.GradingSettings[name] = int(value)
-            except ValueError:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a whole number") from None
+        if value is None or not value.strip():
+            continue
+        if isinstance(GradingSettings.class_traits()[name], Unicode):
+            config.GradingSettings[name] = value.strip()
+            continue
+        try:
+            config.GradingSettings[name] = int(value)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a whole number") from None
     return GradingSettings(config=config)
 
 

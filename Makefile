@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast release lectures lab bench bundle calibrate solutions clean
+.PHONY: setup demo test test-fast release lectures lab hub bench bundle calibrate solutions clean
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -46,6 +46,10 @@ lectures: setup
 ## JupyterLab for students, on 127.0.0.1, in workspace/ (a copy of the student bundle).
 lab: setup
 	$(PY) -m grading lab
+
+## JupyterHub for a class (as root): students' environment, exchange, PAM logins (see README, "Teach a class").
+hub: setup
+	$(PY) -m grading hub
 
 ## Plain nbgrader vs the course's grader on the same class.
 bench: setup

@@ -1,7 +1,10 @@
 """nbgrader settings shared by instructors and the students' Validate button.
 
 Course root = the directory nbgrader runs in (this file's directory for the instructor,
-the student workspace for students). The gradebook is ``gradebook.db`` in that root.
+the student workspace for students). The gradebook is ``gradebook.db`` in that root, unless
+``db_url`` below or the environment variable ``GRADING_DB_URL`` names another (PostgreSQL for
+several graders: ``python -m grading db init``; its password goes in ``~/.pgpass`` or the
+environment, never here: students' Validate reads this file).
 Grading-only settings (sandbox, verifier, grader limits) are ``GradingSettings``
 (``grading/instructor/settings.py``), set in ``grading_config.py`` at the course root or by
 ``GRADING_*`` environment variables: the Validate button never reads them.
@@ -10,7 +13,8 @@ Grading-only settings (sandbox, verifier, grader limits) are ``GradingSettings``
 c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.course_id = "rnn-course"
-# The gradebook defaults to sqlite:///<root>/gradebook.db; set c.CourseDirectory.db_url for PostgreSQL.
+# The gradebook defaults to sqlite:///<root>/gradebook.db; for PostgreSQL set GRADING_DB_URL (or, without a
+# password, c.CourseDirectory.db_url = "postgresql+psycopg2://rnn_course@host/rnn_course").
 
 # Our solved notebooks run in a few seconds; a training cell takes well under one.
 c.Execute.timeout = 30

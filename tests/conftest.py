@@ -54,14 +54,19 @@ def solution_source(nb: nbformat.NotebookNode, grade_id: str) -> str:
 
 
 def gradebook_scores(root: Path, assignment: str, notebook: str | None = None) -> dict[str, dict[str, float]]:
-    """student -> {test cell grade_id: score} (final scores: manual overrides included), one notebook or all."""
-    from nbgrader.api import Gradebook
+    """student -> {test cell grade_id: score}, one notebook or all, from the course's gradebook (its URL resolved
+    as the grader does). No grader has scored anything by hand here: every ``manual_score`` must be empty and each
+    score is the machine's ``auto_score`` (the verified one, or a pending or fail-closed zero)."""
+    from grading.instructor.database import open_gradebook
 
     out: dict[str, dict[str, float]] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "rnn-course") as gb:
+    with open_gradebook(root) as gb:
         for sub in gb.find_assignment(assignment).submissions:
-            out[sub.student.id] = {g.name: float(g.score) for nb in sub.notebooks for g in nb.grades
-                                   if notebook is None or nb.name == notebook}
+            grades = [g for nb in sub.notebooks for g in nb.grades if notebook is None or nb.name == notebook]
+            manual = {g.name: g.manual_score for g in grades if g.manual_score is not None}
+            assert not manual, f"{sub.student.id}: the grader wrote manual scores {manual}"
+            assert all(g.auto_score is not None and g.score == g.auto_score for g in grades), sub.student.id
+            out[sub.student.id] = {g.name: float(g.auto_score) for g in grades}
     return out
 
 

@@ -4,8 +4,13 @@ Grader-side failures are injected into real grading runs (real nbgrader, real sa
 worker processes; the fault is patched into the grader before its workers fork): a crash
 between nbgrader's save and the verdict, a worker that dies, a submission over its budget,
 a kernel server that cannot start or is stopped, a gradebook held locked.
+
+The machine's scores live in ``auto_score`` (a pending 0 until the verdict is committed), a
+grader's in ``manual_score``, which no grading path writes: a regrade, a failed regrade and a
+fail-closed zero all leave it, and it keeps counting.
 """
 
+import csv
 import json
 import os
 import signal
@@ -15,10 +20,14 @@ import time
 from pathlib import Path
 
 import pytest
+from nbgrader.api import Gradebook
 
-from conftest import gradebook_scores, grading, new_course, submit, with_solution
+from conftest import gradebook_scores, grading, new_course, results, submit, with_solution
 from grading.instructor import autograde, sandbox
 from grading.instructor.autograde import GradeOptions, grade
+from grading.instructor.database import db_url
+from grading.instructor.messages import VERIFIER_COMMENT
+from grading.instructor.pending import SavePendingGrades
 from rnn_cell_class import ALL_ZERO, CHEAT, FULL, NB, REF, A
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
@@ -53,13 +62,38 @@ def _crash(*args, **kwargs):
     raise RuntimeError("injected failure between nbgrader's save and the verdict")
 
 
-def test_a_crash_before_the_verdict_leaves_zeros_on_a_first_grading(course, monkeypatch):
-    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+def _grade_rows(root, assignment=A):
+    """(student, notebook, cell) -> (auto_score, manual_score) of every graded cell in the gradebook."""
+    with Gradebook(db_url(root), "rnn-course") as gb:
+        return {(sub.student.id, nb.name, g.name): (g.auto_score, g.manual_score)
+                for sub in gb.find_assignment(assignment).submissions for nb in sub.notebooks for g in nb.grades}
+
+
+def test_a_crash_before_the_verdict_leaves_zeros_on_a_first_grading(course, monkeypatch, tmp_path):
+    seen = tmp_path / "pending.jsonl"
+
+    def look_then_crash(*args, **kwargs):
+        """In the worker, between nbgrader's save and the verdict: what the gradebook holds, and the kernel's say."""
+        rows = {"/".join(k): v for k, v in _grade_rows(course).items()}
+        kernel = {"/".join(k): v for k, v in SavePendingGrades.kernel_scores.items()}
+        with open(seen, "a") as f:
+            f.write(json.dumps({"rows": rows, "kernel": kernel}) + "\n")
+        _crash()
+
+    monkeypatch.setattr(autograde, "verify_notebook", look_then_crash)
     results = {r.student: r for r in grade(course, A, options=OPTIONS)}
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": ALL_ZERO}
     for result in results.values():
         assert "grading error — regrade" in result.grading_error and not result.kept_previous
     assert not _feedback(course, "cheater") and not _feedback(course, "honest")
+    # the pending state: each cell's auto_score is 0 and nothing is in manual_score, while the kernel (fooled by
+    # the cheat, or right) had given full marks, kept aside for the results file only
+    observed = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(observed) == 2
+    for seen_now in observed:
+        assert seen_now["kernel"] == {f"{NB}/{cell}": points for cell, points in FULL.items()}
+        pending = {k: v for k, v in seen_now["rows"].items() if k.split("/")[1] == NB}
+        assert pending and all(v == [0.0, None] for v in pending.values()), pending
 
 
 def test_a_clean_regrade_then_gives_the_verified_grades(course):
@@ -146,6 +180,64 @@ def test_a_locked_gradebook_is_waited_for(course):
         holder.wait(60)
     assert results[0].grading_error is None
     assert gradebook_scores(course, A, NB)["honest"] == FULL
+
+
+def _enter_manual(root, student, cell, score, comment_on=None, comment=None):
+    """What a grader does in formgrader: a manual score on one test cell (and a comment on a solution cell)."""
+    with Gradebook(db_url(root), "rnn-course") as gb:
+        grade = gb.find_grade(cell, NB, A, student)
+        grade.manual_score, grade.needs_manual_grade = score, False
+        if comment_on:
+            gb.find_comment(comment_on, NB, A, student).manual_comment = comment
+        gb.db.commit()
+
+
+def _cell(root, student, cell):
+    with Gradebook(db_url(root), "rnn-course") as gb:
+        g = gb.find_grade(cell, NB, A, student)
+        return g.auto_score, g.manual_score, g.score
+
+
+def _comment(root, student, cell):
+    with Gradebook(db_url(root), "rnn-course") as gb:
+        c = gb.find_comment(cell, NB, A, student)
+        return c.auto_comment, c.manual_comment
+
+
+def test_a_regrade_and_a_failed_regrade_keep_a_graders_manual_score(course):
+    _enter_manual(course, "honest", "test_run_cell", 1.5, "run_cell", "Ask me about h0.")
+    grading("grade", A, "--student", "honest", "--jobs", "1", root=course)
+    assert _cell(course, "honest", "test_run_cell") == (2.0, 1.5, 1.5)  # verified 2, the grader's 1.5 counts
+    assert _cell(course, "honest", "test_rnn_cell_step") == (2.0, None, 2.0)
+    auto, manual = _comment(course, "honest", "run_cell")
+    assert manual == "Ask me about h0." and auto.startswith(VERIFIER_COMMENT)
+    assert results(course, A, "honest")["notebooks"][NB]["cells"]["test_run_cell"]["score"] == 2.0
+    with open(course / "reports" / "grades.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["student"] == "honest")
+    assert row[f"{A}/{NB}"] == "3.5" and row["grading_error"] == ""
+
+    out = grading("grade", A, "--student", "honest", "--jobs", "1", root=course, check=False,
+                  env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+    assert out.returncode == 3 and results(course, A, "honest")["kept_previous"], out.stdout[-2000:]
+    assert _cell(course, "honest", "test_run_cell") == (2.0, 1.5, 1.5)
+    assert _comment(course, "honest", "run_cell")[1] == "Ask me about h0."
+
+
+def test_a_fail_closed_zero_keeps_a_graders_manual_score(course, monkeypatch):
+    submit(course, "newcomer", A, {NB: REF})
+    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+    grade(course, A, ["newcomer"], options=OPTIONS)  # a grading error on a first grading: zeros, nothing verified
+    assert _cell(course, "newcomer", "test_rnn_cell_step") == (0.0, None, 0.0)
+    _enter_manual(course, "newcomer", "test_rnn_cell_step", 1.0)
+    [again] = grade(course, A, ["newcomer"], options=OPTIONS)
+    assert again.grading_error and not again.kept_previous
+    assert _cell(course, "newcomer", "test_rnn_cell_step") == (0.0, 1.0, 1.0)
+    assert _cell(course, "newcomer", "test_run_cell") == (0.0, None, 0.0)
+    monkeypatch.undo()
+    [clean] = grade(course, A, ["newcomer"], options=OPTIONS)
+    assert clean.grading_error is None
+    assert _cell(course, "newcomer", "test_rnn_cell_step") == (2.0, 1.0, 1.0)
+    assert _cell(course, "newcomer", "test_run_cell") == (2.0, None, 2.0)
 
 
 def test_the_secret_is_never_readable_by_others(tmp_path):

@@ -26,6 +26,7 @@ from conftest import (
     submit,
     with_solution,
 )
+from grading.instructor.messages import VERIFIER_COMMENT
 from rnn_cell_class import ALL_ZERO, CHEAT, FULL, NB, REF, RUN, RUN_ZERO, STEP, STEP_ZERO, WRONG_STEP, A
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
@@ -299,10 +300,13 @@ def _student_visible(course, student):
     """Everything of this student's a student receives or an instructor's view renders from their data."""
     texts = [p.read_text(errors="replace") for p in (course / "feedback" / student).rglob("*.html")]
     db = sqlite3.connect(course / "gradebook.db")
-    texts += [row[0] or "" for row in db.execute(
-        "select c.manual_comment from comment c join submitted_notebook n on c.notebook_id = n.id "
-        "join submitted_assignment a on n.assignment_id = a.id where a.student_id = ?", (student,))]
-    return texts
+    rows = db.execute(
+        "select c.auto_comment, c.manual_comment from comment c join submitted_notebook n on c.notebook_id = n.id "
+        "join submitted_assignment a on n.assignment_id = a.id where a.student_id = ?", (student,)).fetchall()
+    assert all(manual is None for _, manual in rows), "the grader wrote a grader's (manual) comment"
+    verifier = [auto for auto, _ in rows if auto and auto.startswith(VERIFIER_COMMENT)]
+    assert verifier, "no verifier comment in the gradebook's auto_comment"
+    return texts + [auto or "" for auto, _ in rows]
 
 
 @pytest.mark.parametrize("student", ["a12_error_text_leak", "a07_surrogate_cheat", "a13_markdown_xss"])
@@ -329,7 +333,9 @@ def test_the_gradebook_is_intact_and_the_report_lists_everyone(serial_run):
     course, table, _ = serial_run
     db = sqlite3.connect(course / "gradebook.db")
     assert db.execute("pragma integrity_check").fetchone() == ("ok",)
-    assert db.execute("select max(coalesce(manual_score, auto_score)) from grade").fetchone()[0] <= 2
+    assert db.execute("select count(*) from grade where manual_score is not null").fetchone() == (0,)
+    assert db.execute("select count(*) from grade where auto_score is null").fetchone() == (0,)
+    assert db.execute("select max(auto_score) from grade").fetchone()[0] <= 2
     report = (course / "reports" / "report.html").read_text()
     csv_text = (course / "reports" / "grades.csv").read_text()
     for student in [*table, *HONEST]:

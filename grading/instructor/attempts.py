@@ -1,8 +1,8 @@
 """Fail closed: a grading attempt that breaks never leaves a score the verifier did not decide.
 
 Before a submission is graded again, its earlier *verified* grade is saved to disk: its
-gradebook rows (scores and comments), its feedback, its autograded notebooks and its results
-file. ``nbgrader autograde --force`` rewrites all of these before the verifier has run, so:
+gradebook rows (the machine's scores and comments), its feedback, its autograded notebooks and
+its results file. ``nbgrader autograde --force`` rewrites all of these before the verifier has run, so:
 
 * if the attempt succeeds, the snapshot is discarded;
 * if it fails (an exception, a dead worker, a blown budget), the snapshot is restored and the
@@ -11,7 +11,11 @@ file. ``nbgrader autograde --force`` rewrites all of these before the verifier h
   removed, and the submission is marked "grading error — regrade".
 
 The snapshot lives on disk, so a worker killed mid-attempt is handled the same way by the
-parent process. Gradebook writes are retried while sqlite reports "database is locked".
+parent process. Only the machine's columns are ever written (``auto_score``, ``auto_comment``, and
+``needs_manual_grade`` by nbgrader's rule): a grader's ``manual_score`` and ``manual_comment``,
+entered in formgrader at any time, even during the attempt, survive both the restore and the zeros.
+Gradebook transactions are tried again while sqlite reports "database is locked" or PostgreSQL a
+deadlock between two writers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import TypeVar
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import OperationalError
 
+from .database import is_transient
 from .records import GRADING_ERROR, SubmissionResult, is_verified, read_result, results_path, write_result
 
 T = TypeVar("T")
@@ -33,7 +38,8 @@ LOCK_RETRY_SECONDS = 120.0
 
 
 def gradebook_write(db_url: str, course_id: str, change: Callable[[Gradebook], T]) -> T:
-    """Run ``change(gb)`` and commit, retrying the whole transaction while the database is locked."""
+    """Run ``change(gb)`` and commit, retrying the whole transaction while the database is locked (or, on
+    PostgreSQL, while it aborts the transaction as one side of a deadlock)."""
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
     delay = 0.1
     while True:
@@ -47,7 +53,7 @@ def gradebook_write(db_url: str, course_id: str, change: Callable[[Gradebook], T
                     gb.db.rollback()
                     raise
         except OperationalError as exc:
-            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+            if not is_transient(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -89,7 +95,8 @@ def save_snapshot(root: Path, db_url: str, course_id: str, assignment: str, stud
 
 
 def _gradebook_rows(gb: Gradebook, assignment: str, student: str) -> list[dict] | None:
-    """Scores and comments of one submission, or None when it has none."""
+    """The machine's scores and comments of one submission (and the manual score they were saved next to), or None
+    when it has none."""
     try:
         submission = gb.find_submission(assignment, student)
     except MissingEntry:
@@ -100,8 +107,7 @@ def _gradebook_rows(gb: Gradebook, assignment: str, student: str) -> list[dict] 
             rows.append({"kind": "grade", "notebook": nb.name, "name": grade.name, "auto": grade.auto_score,
                          "manual": grade.manual_score, "needs_manual": grade.needs_manual_grade})
         for comment in nb.comments:
-            rows.append({"kind": "comment", "notebook": nb.name, "name": comment.name,
-                         "auto": comment.auto_comment, "manual": comment.manual_comment})
+            rows.append({"kind": "comment", "notebook": nb.name, "name": comment.name, "auto": comment.auto_comment})
     return rows
 
 
@@ -111,7 +117,8 @@ def discard_snapshot(root: Path, assignment: str, student: str) -> None:
 
 def record_grading_error(root: Path, db_url: str, course_id: str, assignment: str, student: str,
                          reason: str, worker: int = 0) -> SubmissionResult:
-    """Fail closed after a broken attempt: restore the earlier verified grade, or set every cell to 0."""
+    """Fail closed after a broken attempt: restore the earlier verified grade, or set every cell's ``auto_score``
+    to 0 (a grader's manual score stays, and still counts)."""
     reason = f"{GRADING_ERROR}: {reason}"[:500]
     snapshot = _snapshot_dir(root, assignment, student)
     if (snapshot / "complete").exists():
@@ -124,7 +131,8 @@ def record_grading_error(root: Path, db_url: str, course_id: str, assignment: st
         for nb in submission.notebooks:
             cells = {}
             for grade in nb.grades:
-                grade.manual_score, grade.needs_manual_grade = 0.0, False
+                grade.auto_score = 0.0
+                grade.needs_manual_grade = grade.manual_score is not None
                 cells[grade.name] = {"score": 0.0, "max_score": float(grade.max_score), "message": reason,
                                      "kernel_score": None}
             result.notebooks[nb.name] = {"score": 0.0, "max_score": sum(c["max_score"] for c in cells.values()),
@@ -145,11 +153,12 @@ def _restore(root: Path, db_url: str, course_id: str, assignment: str, student: 
             try:
                 if row["kind"] == "grade":
                     grade = gb.find_grade(row["name"], row["notebook"], assignment, student)
-                    grade.auto_score, grade.manual_score = row["auto"], row["manual"]
-                    grade.needs_manual_grade = row["needs_manual"]
+                    grade.auto_score = row["auto"]
+                    if grade.manual_score == row["manual"]:  # else a grader has scored it since: theirs stands
+                        grade.needs_manual_grade = row["needs_manual"]
                 else:
                     comment = gb.find_comment(row["name"], row["notebook"], assignment, student)
-                    comment.auto_comment, comment.manual_comment = row["auto"], row["manual"]
+                    comment.auto_comment = row["auto"]
             except MissingEntry:
                 continue
 

@@ -2,10 +2,15 @@
 own sandboxed kernel server, then the out-of-kernel verifier, the gradebook reconciled, and
 feedback written. The parent process shows progress and collects one record per submission.
 
-Fail closed (see ``attempts.py``): nbgrader records the kernel's scores as pending zeros, and
-a cell's score counts only once the verifier's verdict for it is committed. Any grader-side
-error on a submission restores its earlier verified grade, or sets its cells to 0 and marks it
-"grading error — regrade"; the run goes on and the command's exit status says so.
+Fail closed (see ``attempts.py``): nbgrader records every graded cell's ``auto_score`` as a
+pending zero (``pending.py``), and a cell's score counts only once the verifier's verdict for it
+is committed, as its ``auto_score``. Any grader-side error on a submission restores its earlier
+verified grade, or sets its cells to 0 and marks it "grading error — regrade"; the run goes on
+and the command's exit status says so.
+
+Machine and human scores stay apart: the grader writes ``auto_score`` (and the verifier's
+``auto_comment``); ``manual_score`` and ``manual_comment`` are the graders' (formgrader), which no
+grading path writes, so a regrade never erases them and nbgrader's ``score`` prefers them.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import nbformat
 from nbgrader.api import Gradebook
 
 from .attempts import discard_snapshot, gradebook_write, record_grading_error, save_snapshot
-from .course import CourseError, open_api, working_directory
+from .course import CourseError, load_config, open_api, working_directory
+from .database import check_gradebook, is_transient
 from .messages import VERIFIER_COMMENT, clean_text
+from .pending import SavePendingGrades
 from .pool import TaskFailure, WorkerPool
 from .records import CellRecord, NotebookRecord, SubmissionResult, write_result
 from .sandbox import (
@@ -67,8 +74,8 @@ def check_can_grade(root: Path, assignment: str, students: list[str] | None) -> 
     if not (root / "source" / assignment).is_dir():
         known = sorted(p.name for p in (root / "source").iterdir() if p.is_dir()) if (root / "source").is_dir() else []
         raise CourseError(f"unknown assignment {assignment!r} (known: {', '.join(known) or 'none'})")
-    if not (root / "gradebook.db").exists():
-        raise CourseError(f"no gradebook at {root / 'gradebook.db'}: run `python -m grading release` first")
+    config = load_config(root)
+    check_gradebook(str(config.CourseDirectory.db_url), str(config.CourseDirectory.course_id), assignment)
     if not (root / "release" / assignment).is_dir():
         raise CourseError(f"no release/{assignment}: run `python -m grading release` first")
     found = students_with(root, assignment)
@@ -179,6 +186,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
     t0 = time.monotonic()
     SandboxedExecute.incidents = incidents = {}
     SandboxedExecute.durations = durations = {}
+    SavePendingGrades.kernel_scores = kernels = {}
     if staged.notebooks:
         with working_directory(root):
             outcome = _nbgrader(lambda: w["api"].autograde(assignment, student, force=True, create=True))
@@ -206,7 +214,7 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
         for sub_nb in submission.notebooks:
             nb, verdicts = notebooks.get(sub_nb.name, (None, None))
             records[sub_nb.name] = _reconcile(gb, w["options"].verify, assignment, student, sub_nb, nb, verdicts,
-                                              staged, incidents, durations, hidden)
+                                              staged, incidents, durations, hidden, kernels)
         return records
 
     result.notebooks = gradebook_write(w["db_url"], w["course_id"], commit)
@@ -225,17 +233,20 @@ def _grade_one(w: dict, result: SubmissionResult) -> None:
 
 
 def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verdicts, staged, incidents, durations,
-               hidden: set[str]) -> NotebookRecord:
-    """Set every graded cell of one notebook to its final score; return its record for the reports."""
+               hidden: set[str], kernels: dict[tuple[str, str], float | None]) -> NotebookRecord:
+    """Set every graded cell's ``auto_score`` of one notebook to its verified score (a grader's manual score,
+    if any, stays and keeps counting); return the notebook's record for the reports."""
     name = sub_nb.name
     kernel_errors = _kernel_errors(nb) if nb is not None else {}
     cells: dict[str, CellRecord] = {}
     flags: list[str] = []
     for grade in sub_nb.grades:
         max_score = float(grade.max_score)
-        kernel = grade.auto_score
+        # with the verifier on, auto_score holds the pending zero and the kernel's score was kept aside
+        kernel = kernels.get((name, grade.name)) if verify else grade.auto_score
         if nb is None:
-            grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
+            grade.auto_score = 0.0
+            grade.needs_manual_grade = grade.manual_score is not None
             reason = "; ".join(staged.anomalies.get(name, [])) or "not graded"
             cells[grade.name] = {"score": 0.0, "max_score": max_score, "message": clean_text(reason, MESSAGE_LIMIT),
                                  "kernel_score": None}
@@ -251,8 +262,7 @@ def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verd
             message = kernel_errors.get(grade.name) if final < max_score else None
         else:
             final, message = 0.0, "this test cell has no out-of-kernel check, so it cannot count: ask your instructor"
-        grade.manual_score = None if kernel is not None and abs(kernel - final) <= 1e-9 else final
-        grade.needs_manual_grade = False
+        grade.auto_score = final
         if final < max_score and not message:
             message = kernel_errors.get(grade.name) or incidents.get(name) or "this test failed"
         cells[grade.name] = {"score": final, "max_score": max_score,
@@ -276,11 +286,11 @@ def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verd
 
 
 def _nbgrader(call: Callable[[], dict], attempts: int = 8) -> dict:
-    """Run an nbgrader API call, again while sqlite reports the gradebook locked (another grader writing)."""
+    """Run an nbgrader API call, again while the database reports a lock or a deadlock (another grader writing)."""
     outcome: dict = {"success": False}
     for attempt in range(attempts):
         outcome = call()
-        if outcome["success"] or "locked" not in (outcome.get("log", "") + outcome.get("error", "")):
+        if outcome["success"] or not is_transient(outcome.get("log", "") + outcome.get("error", "")):
             return outcome
         time.sleep(min(0.5 * 2**attempt, 8.0))
     return outcome
@@ -351,7 +361,7 @@ def _comment_on_solutions(gb, assignment, student, notebook, verdicts, cells) ->
             comment = gb.find_comment(exercise, notebook, assignment, student)
         except MissingEntry:
             continue
-        comment.manual_comment = clean_text(VERIFIER_COMMENT + "; ".join(lines), 2000)
+        comment.auto_comment = clean_text(VERIFIER_COMMENT + "; ".join(lines), 2000)
 
 
 # ---------------------------------------------------------------- parent side

@@ -17,10 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from nbgrader.api import Gradebook
-
 from .build import build_release
 from .course import assignments, make_demo_course
+from .database import open_gradebook
 from .records import results_path
 from .report import load_results
 from .sample_class import SyntheticStudent, _by_exercise, write_class
@@ -99,7 +98,7 @@ def _timed(cmd: list[str], cwd: Path) -> tuple[float, TreeMemory]:
 
 
 def _scores(root: Path) -> dict[tuple[str, str, str], float]:
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "rnn-course") as gb:
+    with open_gradebook(root) as gb:
         return {(s.student.id, s.assignment.name, n.name): float(n.score)
                 for a in gb.assignments for s in a.submissions for n in s.notebooks}
 

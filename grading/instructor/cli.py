@@ -11,6 +11,16 @@
     bench                   plain nbgrader vs this grader on the same class
     calibrate               retrain references and known-bad variants on many seeds
     lectures [NOTEBOOK...]  re-execute lecture notebooks in place, without volatile metadata
+
+  The class hub (as root, from the course root; README, "Teach a class"):
+    hub                     prepare the class and run JupyterHub: PAM logins, one server per Unix user
+    roster add CSV          create students' and instructors' accounts, register students, print passwords
+    roster remove ID        lock a student's account mid-term (their grades stay)
+    setup-exchange          the exchange's folders and permissions; the course root closed to students
+    release-assignment A    release to the exchange (optionally with a due date)
+    collect A               the latest submission per student into submitted/, late ones recorded
+    release-feedback A      each student's trusted feedback, readable by that student only
+    db init                 a PostgreSQL role, database and nbgrader's schema for a shared gradebook
 """
 
 from __future__ import annotations
@@ -206,6 +216,15 @@ def cmd_lectures(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _delegate(module: str, function: str):
+    """A command implemented in ``grading.instructor.<module>``, imported only when it runs."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"grading.instructor.{module}"), function)(args)
+    return run
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module docstring as written, and every option's default in its help."""
 
@@ -259,8 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
                  root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
     # -- class hub: roster and exchange (roster.py, exchange.py) --
+    from .exchange import add_exchange_commands
+    from .roster import add_roster_commands
+
+    add_roster_commands(sub, _command, root)
+    add_exchange_commands(sub, _command, root)
     # -- class hub: gradebook database (database.py) --
+    from .database import add_db_commands
+
+    add_db_commands(sub, _command, root)
     # -- class hub: student environment and JupyterHub (student_env.py, hub.py) --
+    p = _command(sub, "hub", _delegate("hub", "cmd_hub"),
+                 "run JupyterHub for the course (as root): PAM logins, one server per Unix user", root)
+    p.add_argument("--ip", default="127.0.0.1", help="address the hub listens on (put TLS in front: see README)")
+    p.add_argument("--port", type=int, default=8000, help="the hub's public port")
+    p.add_argument("--hub-port", type=int, default=8081, help="the hub's internal API port (on 127.0.0.1)")
+    p.add_argument("--proxy-api-port", type=int, default=8001, help="the proxy's API port (on 127.0.0.1)")
     p = _command(sub, "lectures", cmd_lectures,
                  "re-execute lecture notebooks in place (one thread), without volatile metadata", root)
     p.add_argument("notebooks", nargs="*", help="notebooks to execute (default: every notebooks/NN_*.ipynb)")

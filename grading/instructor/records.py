@@ -12,7 +12,8 @@ GRADING_ERROR = "grading error — regrade"
 
 
 class CellRecord(TypedDict):
-    """One graded test cell: its final score, and the kernel's (which never counts by itself)."""
+    """One graded test cell: its verified score (the gradebook's ``auto_score``), and the kernel's, which never
+    counts by itself and is kept only here (to flag a disagreement), never in the gradebook."""
 
     score: float
     max_score: float

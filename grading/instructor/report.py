@@ -16,18 +16,19 @@ import io
 import json
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 
-from .course import open_api
+from .database import open_gradebook
 from .messages import cut_at_sentence
 
 SLOWEST = 10
 
 
 def gradebook_table(root: Path) -> tuple[list[str], list[dict], dict[str, float]]:
-    """Columns ``assignment/notebook`` and one row per student: {student, <column>: score|None, total}."""
-    api = open_api(root)
-    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+    """Columns ``assignment/notebook`` and one row per student: {student, <column>: score|None, total}.
+
+    Scores are nbgrader's: a grader's manual score where there is one, else the verified automatic score."""
+    with open_gradebook(root) as gb:
         columns = [f"{a.name}/{n.name}" for a in sorted(gb.assignments, key=lambda a: a.name)
                    for n in sorted(a.notebooks, key=lambda n: n.name)]
         rows = []

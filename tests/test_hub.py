@@ -255,6 +255,8 @@ def test_students_run_the_checks_but_reach_nothing_of_the_instructors(hub):
     assert as_user(student, python, "-c", "import grading.student.lstm_gru, torch").returncode == 0
     denied = as_user(student, python, "-c", "import grading.instructor")
     assert denied.returncode != 0 and "No module named 'grading.instructor'" in denied.stderr, denied.stderr
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=60)
+    assert "CJK" in fonts.stdout, "no CJK font: the glossaries' Chinese terms would not render (make setup)"
     listed = subprocess.run(["runuser", "-l", student, "-c", f"nbgrader list {ASSIGNMENT}"], capture_output=True,
                             text=True, timeout=300)  # a login shell: PATH and the system-wide settings only
     assert listed.returncode == 0 and f"rnn-course {ASSIGNMENT}" in listed.stdout + listed.stderr, listed

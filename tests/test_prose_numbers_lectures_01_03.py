@@ -226,8 +226,12 @@ def test_03_quotes_the_notes_runs():
     assert_quoted(NB03, "ended on \"ohlol\", summed loss 2.0881 after 15 epochs",
                   f"\"oholl\", with a mean loss of {final_mean} ({final_mean * SEQ_LEN:.2f} summed)",
                   "Predicted: oholl, Epoch [15/15] loss=0.588")
+
+
+def test_the_quoted_runs_are_the_notes_own():
+    """Cross-check against the notes themselves, where they are (beside the checkout); they are not part of it."""
     if not NOTES.is_file():
-        pytest.skip("Liu Er's notes are not beside this checkout")
+        pytest.skip(f"Liu Er's notes are not at {NOTES}")
     notes = NOTES.read_text(encoding="utf-8")
     assert "Predicted string: ohlol, Epoch [15/15] loss=2.0881" in notes
     assert "Predicted: oholl, Epoch [14/15] loss=0.599" in notes

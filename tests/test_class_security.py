@@ -32,6 +32,7 @@ import pytest
 
 from conftest import QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, notebook_names, source_nb
 from grading.instructor.database import open_gradebook
+from grading.instructor.roster import group_exists
 
 pytestmark = pytest.mark.slow
 
@@ -139,21 +140,13 @@ class Klass:
         return sh(["runuser", "-u", user, "--", *cmd], timeout=120, check=False, cwd="/")
 
 
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 def _cleanup(users: list[str], groups_before: dict[str, bool], base: Path) -> None:
     for user in users:
         with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True, timeout=30)
             subprocess.run(["userdel", "-r", user], capture_output=True, timeout=60)
     for group, existed in groups_before.items():
-        if not existed and _group_exists(group) and not grp.getgrnam(group).gr_mem:
+        if not existed and group_exists(group) and not grp.getgrnam(group).gr_mem:
             subprocess.run(["groupdel", group], capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)
 
@@ -167,7 +160,7 @@ def klass(request, student_venv) -> Klass:
     suffix = secrets.token_hex(3)
     s1, s2, teacher = f"rnnt{suffix}a", f"rnnt{suffix}b", f"rnnt{suffix}i"
     base = TESTS_ROOT / suffix
-    groups_before = {g: _group_exists(g) for g in GROUPS}
+    groups_before = {g: group_exists(g) for g in GROUPS}
     request.addfinalizer(lambda: _cleanup([s1, s2, teacher], groups_before, base))
     base.mkdir(mode=0o755, parents=True)
     exchange = base / "exchange"

@@ -26,6 +26,7 @@ from grading.instructor.roster import (
     RosterEntry,
     RosterError,
     check_accounts,
+    group_exists,
     new_password,
     parse_roster,
     read_roster,
@@ -209,21 +210,13 @@ def accounts():
     """Names of ``rnnt*`` accounts a test may create; deleted afterwards, also on failure, with the course groups
     if the test created them."""
     names: list[str] = []
-    groups = [g for g in ("students", "instructors") if not _group_exists(g)]
+    groups = [g for g in ("students", "instructors") if not group_exists(g)]
     yield names
     for name in names:
         subprocess.run(["userdel", "-r", name], capture_output=True, timeout=60)
     for group in groups:
-        if _group_exists(group) and not grp.getgrnam(group).gr_mem:
+        if group_exists(group) and not grp.getgrnam(group).gr_mem:
             subprocess.run(["groupdel", group], capture_output=True, timeout=60)
-
-
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 def _shadow(user: str) -> str:

@@ -179,7 +179,7 @@ def check_accounts(entries: Iterable[RosterEntry], source: str = "roster") -> No
     """Refuse, before any change, ids that name an account or a group outside the course, or a role change."""
     problems = []
     for entry in entries:
-        exists = _user_exists(entry.id)
+        exists = user_exists(entry.id)
         role = course_role(entry.id)
         if exists and role is None:
             problems.append((entry.line, f"{entry.id!r} is an existing account outside the course (not in "
@@ -187,13 +187,13 @@ def check_accounts(entries: Iterable[RosterEntry], source: str = "roster") -> No
         elif exists and role != entry.role:
             problems.append((entry.line, f"{entry.id!r} is already a course {role}; a roster does not change an "
                                          f"account's role"))
-        elif not exists and _group_exists(entry.id):
+        elif not exists and group_exists(entry.id):
             problems.append((entry.line, f"a group named {entry.id!r} already exists: choose another id"))
     if problems:
         raise RosterError(source, problems)
 
 
-def _user_exists(user: str) -> bool:
+def user_exists(user: str) -> bool:
     try:
         pwd.getpwnam(user)
     except KeyError:
@@ -201,7 +201,7 @@ def _user_exists(user: str) -> bool:
     return True
 
 
-def _group_exists(name: str) -> bool:
+def group_exists(name: str) -> bool:
     try:
         grp.getgrnam(name)
     except KeyError:
@@ -217,7 +217,7 @@ def _run(cmd: list[str], stdin: str | None = None) -> None:
 
 def ensure_group(name: str) -> int:
     """The gid of group ``name``, created (a regular group) when missing."""
-    if not _group_exists(name):
+    if not group_exists(name):
         _run(["groupadd", name])
     return grp.getgrnam(name).gr_gid
 
@@ -278,7 +278,7 @@ def add_roster(root: Path, entries: list[RosterEntry], log: Callable[[str], None
         ensure_group(group)
     created: list[tuple[str, str | None]] = []
     for entry in entries:
-        if _user_exists(entry.id):
+        if user_exists(entry.id):
             created.append((entry.id, None))
         else:
             created.append((entry.id, create_account(entry)))

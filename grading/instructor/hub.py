@@ -83,15 +83,11 @@ def state_dir(root: Path) -> Path:
 
 def instructors_db_url(root: Path) -> str:
     """The gradebook URL formgrader uses, without any password (PostgreSQL passwords come from ~/.pgpass)."""
-    try:
-        from .database import db_url
-    except ImportError:  # before the database module exists
-        url = str(load_config(root).CourseDirectory.db_url or f"sqlite:///{root / 'gradebook.db'}")
-    else:
-        url = db_url(root)
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True).replace(":***@", "@")
+    from .database import db_url
+
+    return make_url(db_url(root)).render_as_string(hide_password=True).replace(":***@", "@")
 
 
 def hub_config(root: Path, settings: GradingSettings, ip: str = "127.0.0.1", port: int = 8000,

@@ -135,13 +135,3 @@ def install_login_path(settings: GradingSettings, script: Path = LOGIN_PATH_SCRI
                                   f'case ":$PATH:" in *":{bin_dir}:"*) ;; *) PATH="$PATH:{bin_dir}" ;; esac\n'
                                   f'export PATH\n')
     return script
-
-
-def student_can_import(env: Path, user: str, modules: list[str]) -> dict[str, bool]:
-    """Whether ``user`` can import each module with the environment's Python (run as that user)."""
-    found = {}
-    for module in modules:
-        proc = subprocess.run(["runuser", "-u", user, "--", str(env / "bin" / "python"), "-c", f"import {module}"],
-                              capture_output=True, text=True, timeout=120, cwd="/")
-        found[module] = proc.returncode == 0
-    return found

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import grp
-import hashlib
 import os
 import pwd
 import re
@@ -33,11 +31,12 @@ import pytest
 from conftest import QUICK_LIMITS, REPO, gradebook_scores, grading, new_course, notebook_names, source_nb
 from grading.instructor.database import open_gradebook
 from grading.instructor.roster import group_exists
+from grading.instructor.settings import GradingSettings
 
 pytestmark = pytest.mark.slow
 
 TESTS_ROOT = Path("/srv/rnn-course-tests")
-VENV = TESTS_ROOT / "venv"
+VENV = Path(GradingSettings().student_env)  # the hub's students' environment (the setting's default)
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
 ASSIGNMENT = "rnn_basics"
 GROUPS = ("students", "instructors")
@@ -71,36 +70,15 @@ def sh(cmd: list[str], timeout: float = 600, check: bool = True, **kwargs) -> su
 # ---------------------------------------------------------------- the students' nbgrader
 
 
-def _pin(package: str) -> str:
-    from grading.instructor.bundle import pinned_version
-
-    return f"{package}=={pinned_version((REPO / 'requirements.txt').read_text(), package)}"
-
-
 @pytest.fixture(scope="session")
-def student_venv(tmp_path_factory) -> Path:
-    """nbgrader and the student package (as the bundle ships it) in a venv every account can run."""
-    from grading.instructor.bundle import build_bundle
+def student_venv() -> Path:
+    """The students' environment the hub runs every server from (built once, then reused by the hub's test)."""
+    from grading.instructor.settings import load_settings
+    from grading.instructor.student_env import build_student_env
 
     TESTS_ROOT.mkdir(mode=0o755, exist_ok=True)
     os.chmod(TESTS_ROOT, 0o755)
-    bundle = build_bundle(REPO, tmp_path_factory.mktemp("bundle") / "bundle")
-    digest = hashlib.sha256(_pin("nbgrader").encode())
-    for path in sorted([bundle / "pyproject.toml", *(bundle / "grading").rglob("*.py")]):
-        digest.update(str(path.relative_to(bundle)).encode() + b"\0" + path.read_bytes())
-    stamp = VENV / ".rnn-course-tests"
-    with open(TESTS_ROOT / ".venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another session may be building it
-        if stamp.is_file() and stamp.read_text() == digest.hexdigest():
-            return VENV
-        shutil.rmtree(VENV, ignore_errors=True)
-        sh([SYSTEM_PYTHON, "-m", "venv", VENV], timeout=300)
-        pip = [VENV / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        sh([*pip, _pin("nbgrader"), "-c", REPO / "requirements.txt"], timeout=1800)
-        sh([*pip, "--no-deps", bundle], timeout=600)
-        sh(["chmod", "-R", "u+rwX,go+rX,go-w", VENV])
-        stamp.write_text(digest.hexdigest())
-    return VENV
+    return build_student_env(REPO, load_settings(None, {}))
 
 
 # ---------------------------------------------------------------- the class

@@ -21,6 +21,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,3 +454,28 @@ def test_a_removed_student_keeps_their_grades(graded: Klass):
     assert k.s2 in (k.course / "reports" / "grades.csv").read_text()
     out = k.root_cmd("roster", "add", str(k.base / "roster.csv"), check=False)
     assert out.returncode == 4 and f"{k.s2!r} is an existing account outside the course" in out.stderr
+
+
+def test_closing_a_checkout_used_as_course_root_keeps_the_graders_environment_readable(tmp_path, monkeypatch):
+    """The sandboxed kernels read the grader's virtualenv as another uid: when it lives in the course root (a
+    checkout used as the course), closing the root must leave its modes alone; the rest is closed."""
+    from grading.instructor.exchange import secure_course_root
+
+    course = TESTS_ROOT / f"checkout-{secrets.token_hex(3)}"
+    course.mkdir(mode=0o755, parents=True)
+    try:
+        shutil.copy(REPO / "nbgrader_config.py", course / "nbgrader_config.py")
+        (course / "source").mkdir()
+        (course / "source" / "answer.py").write_text("x = 1\n")
+        lib = course / ".venv" / "lib"
+        lib.mkdir(parents=True)
+        (lib / "torch.py").write_text("")
+        os.chmod(lib / "torch.py", 0o644)
+        monkeypatch.setattr(sys, "prefix", str(course / ".venv"))
+        secure_course_root(course)
+        assert (lib / "torch.py").stat().st_mode & 0o777 == 0o644
+        assert (course / ".venv").stat().st_mode & 0o005 == 0o005
+        assert (course / "source" / "answer.py").stat().st_mode & 0o007 == 0
+        assert course.stat().st_mode & 0o007 == 0
+    finally:
+        shutil.rmtree(course, ignore_errors=True)

@@ -42,6 +42,7 @@ def test_ci_only_runs_the_readme_test_command():
 
 def test_generated_files_are_ignored():
     for path in (".venv/x", "gradebook.db", "submitted/a", "autograded/a", "feedback/a", "reports/a",
-                 "demo/a", "workspace/a", "bundle/a", "x/__pycache__/y.pyc", ".ipynb_checkpoints/a", ".grading_secret"):
+                 "demo/a", "workspace/a", "bundle/a", "x/__pycache__/y.pyc", ".ipynb_checkpoints/a", ".grading_secret",
+                 "hub/jupyterhub.sqlite"):
         proc = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
         assert proc.returncode == 0, f"{path} is not ignored"

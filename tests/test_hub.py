@@ -131,17 +131,30 @@ def stop_hub(proc: subprocess.Popen, proxy_pid_file: Path) -> None:
         pass
 
 
-def kill_user_processes(user: str) -> None:
-    """Servers and kernels a spawner left behind (found by uid, killed by PID)."""
+def kill_user_processes(user: str, deadline: float = 20) -> None:
+    """Servers and kernels a spawner left behind (found by uid, killed by PID), waited for: userdel refuses an
+    account that still runs a process."""
     import psutil
 
     uid = pwd.getpwnam(user).pw_uid
-    for proc in psutil.process_iter(["uids"]):
-        if proc.info["uids"] and proc.info["uids"].real == uid:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+    left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=deadline)
+
+
+def delete_account(user: str) -> None:
+    """userdel -r, once the account runs nothing; a failure is reported, not ignored."""
+    try:
+        kill_user_processes(user)
+    except KeyError:
+        return
+    out = subprocess.run(["userdel", "-r", user], capture_output=True, text=True, timeout=60)
+    if out.returncode not in (0, 12):  # 12: the home folder could not be removed in full
+        raise RuntimeError(f"userdel -r {user} failed ({out.returncode}): {out.stderr.strip()}")
 
 
 def memory_of(user: str) -> int:
@@ -203,9 +216,12 @@ def hub():
     finally:
         if proc is not None:
             stop_hub(proc, course / "hub" / "proxy.pid")
+        leftovers = []
         for member in members.values():
-            kill_user_processes(member.id)
-            subprocess.run(["userdel", "-r", member.id], capture_output=True, timeout=60)
+            try:
+                delete_account(member.id)
+            except RuntimeError as exc:
+                leftovers.append(str(exc))
         for group in ("students", "instructors"):
             if group not in groups_before:
                 subprocess.run(["groupdel", group], capture_output=True, timeout=60)
@@ -223,6 +239,8 @@ def hub():
             if log.exists():
                 shutil.copy(log, ARTIFACTS / "hub.log")
         shutil.rmtree(folder, ignore_errors=True)
+        if leftovers:
+            pytest.fail("accounts left on the machine:\n" + "\n".join(leftovers))
 
 
 def hub_start_from_log(log: Path) -> dict:

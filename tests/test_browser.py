@@ -264,12 +264,12 @@ class Instructor(threading.Thread):
         return self.root
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     """Stop the server by its PID (its kernels live in its process group, which has the same id)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
     try:

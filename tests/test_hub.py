@@ -41,6 +41,7 @@ from test_browser import (
     read_dialog,
     require_chromium,
     saved_sources,
+    stop,
     wait_cells,
 )
 
@@ -114,17 +115,7 @@ def wait_for_login_page(hub: Hub) -> None:
 def stop_hub(proc: subprocess.Popen, proxy_pid_file: Path) -> None:
     """SIGTERM to the hub (it stops every user's server), then its whole session, then the proxy (JupyterHub
     starts it in a session of its own), each by PID."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait(timeout=30)
+    stop(proc, timeout=60)
     try:
         os.kill(int(proxy_pid_file.read_text().strip()), signal.SIGTERM)
     except (OSError, ValueError):

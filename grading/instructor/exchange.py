@@ -424,19 +424,24 @@ def _write_collected(path: Path, data: bytes, gid: int) -> None:
         os.fchmod(fh.fileno(), COLLECTED_FILE_MODE)
 
 
+def _exchange_folder(root: Path, assignment: str, folder: str, action: str) -> tuple[Path, Path]:
+    """(the resolved course root, its exchange ``folder``) for ``action`` run as root on a valid assignment id."""
+    require_root(action)
+    _check_assignment(assignment)
+    root = Path(root).resolve()
+    path = exchange_course_dir(load_settings(root), course_id_of(root)) / folder
+    if not path.is_dir():
+        raise CourseError(f"no exchange {folder} folder {path}: run python -m grading setup-exchange")
+    return root, path
+
+
 def collect(root: Path, assignment: str, log: Callable[[str], None] = print,
             group: str = INSTRUCTORS) -> list[CollectedSubmission]:
     """The latest submission of each student, from the exchange's inbound into submitted/<student>/<assignment>/.
 
     A submission after the assignment's due date (the gradebook's) is collected and marked late; the time
     written to its timestamp.txt is the one nbgrader's autograde records."""
-    require_root("collect")
-    _check_assignment(assignment)
-    root = Path(root).resolve()
-    settings = load_settings(root)
-    inbound = exchange_course_dir(settings, course_id_of(root)) / "inbound"
-    if not inbound.is_dir():
-        raise CourseError(f"no exchange inbound {inbound}: run python -m grading setup-exchange")
+    root, inbound = _exchange_folder(root, assignment, "inbound", "collect")
     api = open_api(root)
     ignore = list(api.coursedir.ignore)
     max_file, max_total = 1000 * api.coursedir.max_file_size, 1000 * api.coursedir.max_dir_size
@@ -511,13 +516,7 @@ def release_feedback(root: Path, assignment: str, log: Callable[[str], None] = p
     notebook, owned by its student and unreadable by other students."""
     from nbgrader.utils import notebook_hash
 
-    require_root("release-feedback")
-    _check_assignment(assignment)
-    root = Path(root).resolve()
-    settings = load_settings(root)
-    out = exchange_course_dir(settings, course_id_of(root)) / "feedback"
-    if not out.is_dir():
-        raise CourseError(f"no exchange folder {out}: run python -m grading setup-exchange")
+    root, out = _exchange_folder(root, assignment, "feedback", "release-feedback")
     gid = ensure_group(group)
     source = root / "feedback"
     released: list[Path] = []

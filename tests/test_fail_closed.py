@@ -23,7 +23,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import gradebook_scores, grading, new_course, results, submit, with_solution
-from grading.instructor import autograde, sandbox
+from grading.instructor import autograde, grader, sandbox
 from grading.instructor.autograde import GradeOptions, grade
 from grading.instructor.database import db_url
 from grading.instructor.messages import VERIFIER_COMMENT
@@ -69,30 +69,42 @@ def _grade_rows(root, assignment=A):
                 for sub in gb.find_assignment(assignment).submissions for nb in sub.notebooks for g in nb.grades}
 
 
+def _job_rows():
+    """In a pool worker: (student, notebook, cell) -> (auto_score, manual_score) in the job's own gradebook."""
+    [path] = (autograde._LOCAL["grader"].scratch / "jobs").glob("*/gradebook.db")
+    with Gradebook(f"sqlite:///{path}", "rnn-course") as gb:
+        return {(sub.student.id, nb.name, g.name): (g.auto_score, g.manual_score)
+                for sub in gb.find_assignment(A).submissions for nb in sub.notebooks for g in nb.grades}
+
+
 def test_a_crash_before_the_verdict_leaves_zeros_on_a_first_grading(course, monkeypatch, tmp_path):
     seen = tmp_path / "pending.jsonl"
 
     def look_then_crash(*args, **kwargs):
-        """In the worker, between nbgrader's save and the verdict: what the gradebook holds, and the kernel's say."""
-        rows = {"/".join(k): v for k, v in _grade_rows(course).items()}
+        """In the worker, between nbgrader's save and the verdict: what the gradebooks hold, and the kernel's say."""
+        job_rows = {"/".join(k): v for k, v in _job_rows().items()}
+        student = {k.split("/")[0] for k in job_rows}
+        course_rows = {"/".join(k): v for k, v in _grade_rows(course).items() if k[0] in student}
         kernel = {"/".join(k): v for k, v in SavePendingGrades.kernel_scores.items()}
         with open(seen, "a") as f:
-            f.write(json.dumps({"rows": rows, "kernel": kernel}) + "\n")
+            f.write(json.dumps({"course": course_rows, "job": job_rows, "kernel": kernel}) + "\n")
         _crash()
 
-    monkeypatch.setattr(autograde, "verify_notebook", look_then_crash)
+    monkeypatch.setattr(grader, "verify_notebook", look_then_crash)
     results = {r.student: r for r in grade(course, A, options=OPTIONS)}
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": ALL_ZERO}
     for result in results.values():
         assert "grading error — regrade" in result.grading_error and not result.kept_previous
     assert not _feedback(course, "cheater") and not _feedback(course, "honest")
-    # the pending state: each cell's auto_score is 0 and nothing is in manual_score, while the kernel (fooled by
-    # the cheat, or right) had given full marks, kept aside for the results file only
+    # the pending state: the course's gradebook holds nothing of the attempt (workers never write it); in the job's
+    # own gradebook each cell's auto_score is 0 and nothing is in manual_score, while the kernel (fooled by the
+    # cheat, or right) had given full marks, kept aside for the results file only
     observed = [json.loads(line) for line in seen.read_text().splitlines()]
     assert len(observed) == 2
     for seen_now in observed:
+        assert not seen_now["course"]
         assert seen_now["kernel"] == {f"{NB}/{cell}": points for cell, points in FULL.items()}
-        pending = {k: v for k, v in seen_now["rows"].items() if k.split("/")[1] == NB}
+        pending = {k: v for k, v in seen_now["job"].items() if k.split("/")[1] == NB}
         assert pending and all(v == [0.0, None] for v in pending.values()), pending
 
 
@@ -104,7 +116,7 @@ def test_a_clean_regrade_then_gives_the_verified_grades(course):
 
 def test_a_failed_regrade_keeps_the_earlier_verified_grade_and_its_feedback(course, monkeypatch):
     before = _feedback(course, "honest")
-    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+    monkeypatch.setattr(grader, "verify_notebook", _crash)
     results = {r.student: r for r in grade(course, A, options=OPTIONS)}
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
     assert results["honest"].kept_previous and "grading error" in results["honest"].grading_error
@@ -114,14 +126,14 @@ def test_a_failed_regrade_keeps_the_earlier_verified_grade_and_its_feedback(cour
 
 
 def test_a_dead_worker_is_replaced_and_the_class_goes_on(course, monkeypatch):
-    real = autograde._grade_one
+    real = grader.Grader._grade
 
-    def die_on_honest(w, result):
-        if result.student == "honest":
+    def die_on_honest(self, job, folder):
+        if job.student == "honest":
             os._exit(9)
-        return real(w, result)
+        return real(self, job, folder)
 
-    monkeypatch.setattr(autograde, "_grade_one", die_on_honest)
+    monkeypatch.setattr(grader.Grader, "_grade", die_on_honest)
     results = {r.student: r for r in grade(course, A, options=OPTIONS)}
     assert "died twice" in results["honest"].grading_error and results["honest"].kept_previous
     assert results["cheater"].grading_error is None
@@ -225,7 +237,7 @@ def test_a_regrade_and_a_failed_regrade_keep_a_graders_manual_score(course):
 
 def test_a_fail_closed_zero_keeps_a_graders_manual_score(course, monkeypatch):
     submit(course, "newcomer", A, {NB: REF})
-    monkeypatch.setattr(autograde, "verify_notebook", _crash)
+    monkeypatch.setattr(grader, "verify_notebook", _crash)
     grade(course, A, ["newcomer"], options=OPTIONS)  # a grading error on a first grading: zeros, nothing verified
     assert _cell(course, "newcomer", "test_rnn_cell_step") == (0.0, None, 0.0)
     _enter_manual(course, "newcomer", "test_rnn_cell_step", 1.0)

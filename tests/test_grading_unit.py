@@ -117,10 +117,16 @@ def test_tamper_scan_names_each_trick():
 
 
 def test_submission_seed_is_stable_and_secret_dependent():
-    a = verifier.submission_seed(b"k1", "a", "s", "n")
-    assert a == verifier.submission_seed(b"k1", "a", "s", "n")
-    assert a != verifier.submission_seed(b"k2", "a", "s", "n")
-    assert a != verifier.submission_seed(b"k1", "a", "t", "n")
+    def seed(secret, student, notebook="n", code=""):
+        return verifier.submission_seed(verifier.submission_key(secret, "a", student), notebook, code)
+
+    a = seed(b"k1", "s")
+    assert a == seed(b"k1", "s")
+    assert a != seed(b"k2", "s")
+    assert a != seed(b"k1", "t")
+    assert a != seed(b"k1", "s", "m") and a != seed(b"k1", "s", code="x = 1")
+    # the key a worker gets is one submission's: it is not the secret, and another student's differs
+    assert verifier.submission_key(b"k1", "a", "s") not in (b"k1", verifier.submission_key(b"k1", "a", "t"))
 
 
 def test_setup_imports_come_from_read_only_cells():

@@ -1,63 +1,56 @@
-"""Grade a class: nbgrader's autograde on every submission, in parallel workers, each with its
-own sandboxed kernel server, then the out-of-kernel verifier, the gradebook reconciled, and
-feedback written. The parent process shows progress and collects one record per submission.
+"""Grade a class: the coordinator. It stages every submission into a job, sends the jobs to
+grading workers (a local pool of processes, or a Dask cluster: ``cluster.py``), and records
+each finished job: the gradebook rows in one transaction, then the autograded notebooks, the
+feedback and the results file. Workers (``grader.py``) run nbgrader's autograde, the
+out-of-kernel verifier and the feedback in a throwaway course folder, and never write here.
 
-Fail closed (see ``attempts.py``): nbgrader records every graded cell's ``auto_score`` as a
-pending zero (``pending.py``), and a cell's score counts only once the verifier's verdict for it
-is committed, as its ``auto_score``. Any grader-side error on a submission restores its earlier
-verified grade, or sets its cells to 0 and marks it "grading error — regrade"; the run goes on
-and the command's exit status says so.
+Fail closed (see ``attempts.py``): a cell's score counts only once the verifier's verdict for it
+is committed, as its ``auto_score``. A job that breaks changed nothing: the submission keeps its
+earlier verified grade, or its cells are set to 0 and it is marked "grading error — regrade". The
+run goes on and the command's exit status says so.
 
 Machine and human scores stay apart: the grader writes ``auto_score`` (and the verifier's
 ``auto_comment``); ``manual_score`` and ``manual_comment`` are the graders' (formgrader), which no
 grading path writes, so a regrade never erases them and nbgrader's ``score`` prefers them.
+
+Every run is journaled (``runs.py``): ``--resume`` grades only what an interrupted run did not record.
 """
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-from nbgrader.api import Gradebook
-
-from .attempts import discard_snapshot, gradebook_write, record_grading_error, save_snapshot
-from .course import CourseError, load_config, open_api, working_directory
-from .database import check_gradebook, is_transient
-from .messages import VERIFIER_COMMENT, clean_text
-from .pending import SavePendingGrades
-from .pool import TaskFailure, WorkerPool
-from .records import CellRecord, NotebookRecord, SubmissionResult, write_result
+from .attempts import gradebook_write, record_grading_error
+from .course import CourseError, load_config, open_api
+from .database import check_gradebook
+from .grader import Grader, GradingError, settings_values
+from .job_gradebook import assignment_template, student_rows, write_machine_rows
+from .jobs import GradingJob, JobResult, TaskFailure, worker_version
+from .messages import clean_text
+from .pool import PoolStartError, WorkerPool
+from .records import SubmissionResult, write_result
+from .runs import GradingInterrupted, RunJournal
 from .sandbox import (
+    PACKAGE_ROOT,
     UNSANDBOXED_EXPOSURE,
-    KernelServer,
     SandboxUnavailable,
     build_mpl_cache,
     cleanup_scratch,
     sandbox_problem,
     stage_package,
 )
-from .settings import GradingSettings, grading_config, load_settings
+from .settings import GradingSettings, load_settings
 from .submissions import stage, students_with
-from .tamper import scan_cells
-from .verifier import checked_code, course_secret, submission_seed, verify_notebook
+from .verifier import course_secret, submission_key
 
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
-INSTRUCTOR_SOURCES = ("instructor/exercises", "instructor/runtime")
-MESSAGE_LIMIT = 1000
-
-
-class GradingError(Exception):
-    """A grader-side failure on one submission (not the student's fault)."""
+__all__ = ["GradeOptions", "GradingError", "GradingInterrupted", "check_can_grade", "grade"]
 
 
 @dataclass
@@ -67,6 +60,8 @@ class GradeOptions:
     verify: bool = True
     feedback: bool = True
     quiet: bool = False
+    cluster: str = ""  # "" (local pool), "local:N", or a scheduler address tcp://HOST:PORT
+    resume: bool = False
 
 
 def check_can_grade(root: Path, assignment: str, students: list[str] | None) -> list[str]:
@@ -89,335 +84,205 @@ def check_can_grade(root: Path, assignment: str, students: list[str] | None) -> 
     return found
 
 
-def secret_lines(root: Path, assignment: str) -> set[str]:
-    """Lines no student-visible message may quote: the hidden tests, and the hidden checks' own source."""
-    lines = set()
-    for path in (root / "source" / assignment).glob("*.ipynb"):
-        nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
-            for block in HIDDEN.findall(cell.source):
-                lines.update(line.strip() for line in block.splitlines() if len(line.strip()) >= 8)
-    package = Path(__file__).resolve().parent.parent
-    for rel in INSTRUCTOR_SOURCES:
-        for path in (package / rel).rglob("*.py"):
-            lines.update(line.strip() for line in path.read_text().splitlines() if len(line.strip()) >= 24)
-    return lines
+# ---------------------------------------------------------------- jobs out, results in
+
+@dataclass
+class Coordinator:
+    """What the coordinator knows for one assignment's run: where to write, and what every job shares."""
+
+    root: Path
+    assignment: str
+    db_url: str
+    course_id: str
+    options: GradeOptions
+    settings: GradingSettings
+    staging: Path
+    journal: RunJournal
+    version: str = ""
+    template: bytes = b""
+    secret: bytes = b""
+
+    def job(self, student: str) -> GradingJob:
+        """Stage one submission (defensively: submissions.py) and wrap it with what the worker needs."""
+        staged = stage(self.root, self.staging, self.assignment, student)
+        folder = self.staging / student / self.assignment
+        try:
+            notebooks = {name: (folder / f"{name}.ipynb").read_bytes() for name in staged.notebooks}
+            stamp = folder / "timestamp.txt"
+            timestamp = stamp.read_text(encoding="utf-8") if stamp.is_file() else None
+        finally:
+            shutil.rmtree(self.staging / student, ignore_errors=True)
+        manual = gradebook_write(self.db_url, self.course_id,
+                                 lambda gb: student_rows(gb, self.assignment, student))
+        budget = self.settings.submission_budget(len(list((self.root / "release" / self.assignment).glob("*.ipynb"))))
+        return GradingJob(self.assignment, student, self.course_id, notebooks, timestamp, staged.anomalies,
+                          submission_key(self.secret, self.assignment, student), self.template, manual,
+                          settings_values(self.settings), self.options.verify, self.options.feedback, self.version,
+                          budget)
+
+    def commit(self, done: JobResult) -> SubmissionResult:
+        """Record a finished job: the gradebook in one transaction, then the files, the results file last."""
+        result = done.result
+        if result.assignment != self.assignment:
+            raise GradingError(f"a result for another assignment came back: {result.assignment}")
+        gradebook_write(self.db_url, self.course_id, lambda gb: write_machine_rows(
+            gb, self.assignment, result.student, done.timestamp, done.grades, done.comments, done.late_penalties))
+        for kind, files in (("autograded", done.autograded), ("feedback", done.feedback)):
+            _replace_tree(self.root / kind / result.student / self.assignment, files)
+        result.run = self.journal.run
+        write_result(self.root, result)
+        self.journal.record(result.student)
+        return result
+
+    def fail(self, student: str, reason: str, details: str = "") -> SubmissionResult:
+        """Record a job that did not finish: the earlier verified grade stays, else zeros (attempts.py)."""
+        if details:
+            errors = self.root / "reports" / "errors"
+            errors.mkdir(parents=True, exist_ok=True)
+            (errors / f"{self.assignment}-{student}.txt").write_text(clean_text(details, 20000, lines=400))
+        result = record_grading_error(self.root, self.db_url, self.course_id, self.assignment, student,
+                                      clean_text(reason, 300), run=self.journal.run)
+        self.journal.record(student)
+        return result
 
 
-def scrub(message: str, secrets_: set[str]) -> str:
-    if any(line in message for line in secrets_):
-        return "the test failed (its details quote hidden tests and are withheld)"
-    return message
+def _replace_tree(target: Path, files: dict[str, bytes]) -> None:
+    """Make ``target`` hold exactly ``files`` (relative paths checked: nothing is written outside it)."""
+    fresh = target.with_name(f".{target.name}.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    for rel, data in files.items():
+        path = (fresh / rel).resolve()
+        if not path.is_relative_to(fresh.resolve()) or rel.startswith("/"):
+            raise GradingError(f"a graded file has an unsafe name: {rel!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    shutil.rmtree(target, ignore_errors=True)
+    if files:
+        os.replace(fresh, target)
+    else:
+        shutil.rmtree(fresh, ignore_errors=True)
 
 
-def student_message(value: object, secrets_: set[str], limit: int = MESSAGE_LIMIT) -> str:
-    """A message a student may read: bounded, valid UTF-8, and quoting nothing hidden."""
-    return scrub(clean_text(value, limit), secrets_)
+# ---------------------------------------------------------------- the local pool
+
+_LOCAL: dict = {}
 
 
-# ---------------------------------------------------------------- worker side
+def _local_init(index: int, course: str, scratch: str, sandboxed: bool, mpl: str, staged: str | None,
+                version: str, settings: GradingSettings) -> None:
+    grader = Grader(index, Path(course), Path(scratch), sandboxed, mpl=Path(mpl),
+                    staged_package=Path(staged) if staged else None, version=version)
+    _LOCAL["grader"] = grader
+    grader.start(settings)
 
-_WORKER: dict = {}
+
+def _local_run(job: GradingJob) -> JobResult | TaskFailure:
+    """Grade one job in a pool worker; a grader-side error comes back as a TaskFailure with its traceback."""
+    import traceback
+
+    try:
+        return _LOCAL["grader"].run(job)
+    except Exception as exc:  # noqa: BLE001 - one broken submission never stops the class
+        return TaskFailure(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def _worker_init(index: int, root: str, options: GradeOptions, settings: GradingSettings, mpl: str,
-                 staged_pkg: str | None, scratch: str) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
+def _local_shutdown() -> None:
+    if "grader" in _LOCAL:
+        _LOCAL["grader"].close()
+
+
+def _local_results(c: Coordinator, jobs: list[GradingJob], scratch: Path) -> Iterator[JobResult | TaskFailure]:
+    count = max(1, min(c.options.jobs or os.cpu_count() or 1, len(jobs)))
+    mpl = scratch / "mpl"
+    build_mpl_cache(mpl)
+    staged = stage_package(scratch / "package") if c.options.sandboxed else None
+
+    def init(index: int) -> None:
+        _local_init(index, str(c.root), str(scratch), c.options.sandboxed, str(mpl), str(staged) if staged else None,
+                    c.version, c.settings)
+
+    pool = WorkerPool(count, init, _local_run, deadline=lambda job: job.budget, shutdown=_local_shutdown)
+    try:
+        yield from pool.map(jobs)
+    except PoolStartError as exc:
+        raise SandboxUnavailable(f"a grading worker could not start: {exc}") from None
+
+
+# ---------------------------------------------------------------- the run
+
+def grade(root: Path, assignment: str, students: list[str] | None = None, options: GradeOptions | None = None,
+          scratch: Path | None = None) -> list[SubmissionResult]:
+    """Grade ``assignment`` for ``students`` (default: everyone in submitted/); returns one record each.
+
+    With ``options.resume``, only the students the last run did not record (and only their records are returned).
+    """
     import warnings
 
     from sqlalchemy.exc import SAWarning
 
     warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader 0.9.6's API with SQLAlchemy 2.x
-    from .cgroups import Cgroup
-
-    group = Cgroup.create(f"{Path(scratch).name}-grader{index}") if options.sandboxed else None
-    if group is not None:
-        group.join()
-        group.limit(memory_bytes=group.usage_bytes() + settings.grader_memory_mb * 2**20)
-    server = KernelServer(index, options.sandboxed, Path(scratch) / f"w{index}", settings)
-    server.start(Path(mpl), Path(staged_pkg) if staged_pkg else None)
-    from .kernels import SandboxedExecute
-
-    SandboxedExecute.server = server
-    staged = Path(scratch) / "submitted"
-    api = open_api(Path(root), grading_config(staged, settings, verify=options.verify))
-    _WORKER.update(index=index, server=server, root=Path(root), options=options, staged=staged, api=api,
-                   db_url=api.coursedir.db_url, course_id=api.coursedir.course_id, secret=course_secret(Path(root)),
-                   secrets={}, cgroup=group)
-
-
-def _worker_shutdown() -> None:
-    server = _WORKER.get("server")
-    if server is not None:
-        server.stop()
-    if _WORKER.get("cgroup") is not None:
-        _WORKER["cgroup"].remove()
-
-
-def _worker_task(task: tuple[str, str]) -> SubmissionResult:
-    """Grade one submission; never raises (a grader-side error is recorded, failing closed)."""
-    assignment, student = task
-    w = _WORKER
-    root = w["root"]
-    started = time.monotonic()
-    result = SubmissionResult(student, assignment, worker=w["index"])
-    try:
-        save_snapshot(root, w["db_url"], w["course_id"], assignment, student)
-        _grade_one(w, result)
-        discard_snapshot(root, assignment, student)
-    except Exception as exc:  # noqa: BLE001 - one broken submission never stops the class
-        (root / "reports" / "errors").mkdir(parents=True, exist_ok=True)
-        (root / "reports" / "errors" / f"{assignment}-{student}.txt").write_text(
-            clean_text(traceback.format_exc(), 20000, lines=400))
-        reason = clean_text(f"{type(exc).__name__}: {exc}", 300)
-        try:
-            result = record_grading_error(root, w["db_url"], w["course_id"], assignment, student, reason, w["index"])
-        except Exception as again:  # noqa: BLE001 - the parent records it instead
-            raise GradingError(f"{reason}; recording it failed too: {again}") from None
-    result.seconds["total"] = round(time.monotonic() - started, 3)
-    return result
-
-
-def _grade_one(w: dict, result: SubmissionResult) -> None:
-    from .kernels import SandboxedExecute
-
-    root, assignment, student = w["root"], result.assignment, result.student
-    staged = stage(root, w["staged"], assignment, student)
-    t0 = time.monotonic()
-    SandboxedExecute.incidents = incidents = {}
-    SandboxedExecute.durations = durations = {}
-    SavePendingGrades.kernel_scores = kernels = {}
-    if staged.notebooks:
-        with working_directory(root):
-            outcome = _nbgrader(lambda: w["api"].autograde(assignment, student, force=True, create=True))
-        if not outcome["success"]:
-            raise GradingError("nbgrader could not grade this submission: " + _last_error(outcome))
-    result.seconds["autograde"] = round(time.monotonic() - t0, 3)
-    t1 = time.monotonic()
-    if assignment not in w["secrets"]:
-        w["secrets"][assignment] = secret_lines(root, assignment)
-    hidden = w["secrets"][assignment]
-    notebooks = {}
-    for name in staged.notebooks:
-        autograded = root / "autograded" / student / assignment / f"{name}.ipynb"
-        nb = nbformat.read(autograded, as_version=4)
-        verdicts = None
-        if w["options"].verify:
-            seed = submission_seed(w["secret"], assignment, student, name, checked_code(nb))
-            verdicts = verify_notebook(w["server"], assignment, name, nb, seed)
-        notebooks[name] = (nb, verdicts)
-
-    def commit(gb: Gradebook) -> dict:
-        gb.update_or_create_student(student)
-        submission = gb.update_or_create_submission(assignment, student)
-        records = {}
-        for sub_nb in submission.notebooks:
-            nb, verdicts = notebooks.get(sub_nb.name, (None, None))
-            records[sub_nb.name] = _reconcile(gb, w["options"].verify, assignment, student, sub_nb, nb, verdicts,
-                                              staged, incidents, durations, hidden, kernels)
-        return records
-
-    result.notebooks = gradebook_write(w["db_url"], w["course_id"], commit)
-    if staged.anomalies.get("*"):
-        result.notebooks.setdefault("*", {"score": 0, "max_score": 0, "cells": {}, "flags": [], "incident": None,
-                                          "anomalies": staged.anomalies["*"]})
-    result.seconds["verify"] = round(time.monotonic() - t1, 3)
-    write_result(root, result)
-    if w["options"].feedback and staged.notebooks:
-        t2 = time.monotonic()
-        with working_directory(root):
-            done = _nbgrader(lambda: w["api"].generate_feedback(assignment, student, force=True))
-        if not done.get("success"):
-            raise GradingError("feedback could not be written: " + _last_error(done))
-        result.seconds["feedback"] = round(time.monotonic() - t2, 3)
-
-
-def _reconcile(gb, verify: bool, assignment: str, student: str, sub_nb, nb, verdicts, staged, incidents, durations,
-               hidden: set[str], kernels: dict[tuple[str, str], float | None]) -> NotebookRecord:
-    """Set every graded cell's ``auto_score`` of one notebook to its verified score (a grader's manual score,
-    if any, stays and keeps counting); return the notebook's record for the reports."""
-    name = sub_nb.name
-    kernel_errors = _kernel_errors(nb) if nb is not None else {}
-    cells: dict[str, CellRecord] = {}
-    flags: list[str] = []
-    for grade in sub_nb.grades:
-        max_score = float(grade.max_score)
-        # with the verifier on, auto_score holds the pending zero and the kernel's score was kept aside
-        kernel = kernels.get((name, grade.name)) if verify else grade.auto_score
-        if nb is None:
-            grade.auto_score = 0.0
-            grade.needs_manual_grade = grade.manual_score is not None
-            reason = "; ".join(staged.anomalies.get(name, [])) or "not graded"
-            cells[grade.name] = {"score": 0.0, "max_score": max_score, "message": clean_text(reason, MESSAGE_LIMIT),
-                                 "kernel_score": None}
-            continue
-        if verdicts is not None and grade.name in verdicts.verdicts:
-            message = verdicts.verdicts[grade.name]
-            final = max_score if message is None else 0.0
-            if kernel is None or abs(kernel - final) > 1e-9:
-                flags.append(f"{grade.name}: the notebook's own tests gave {_pts(kernel)}/{_pts(max_score)}, "
-                             f"the out-of-kernel check {_pts(final)}/{_pts(max_score)} (which counts)")
-        elif not verify:
-            final = float(kernel or 0.0)
-            message = kernel_errors.get(grade.name) if final < max_score else None
-        else:
-            final, message = 0.0, "this test cell has no out-of-kernel check, so it cannot count: ask your instructor"
-        grade.auto_score = final
-        if final < max_score and not message:
-            message = kernel_errors.get(grade.name) or incidents.get(name) or "this test failed"
-        cells[grade.name] = {"score": final, "max_score": max_score,
-                             "message": None if message is None else student_message(message, hidden),
-                             "kernel_score": kernel}
-    if verdicts is not None:
-        _comment_on_solutions(gb, assignment, student, name, verdicts, cells)
-    if nb is not None:
-        for finding in scan_cells(_student_cells(nb), _protected_names(nb)):
-            flags.append(f"tampering: {finding}")
-    return {
-        "score": sum(c["score"] for c in cells.values()),
-        "max_score": sum(c["max_score"] for c in cells.values()),
-        "cells": cells,
-        "flags": flags,
-        "anomalies": [clean_text(a, 300) for a in staged.anomalies.get(name, [])],
-        "incident": incidents.get(name),
-        "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
-        "execute_seconds": durations.get(name),
-    }
-
-
-def _nbgrader(call: Callable[[], dict], attempts: int = 8) -> dict:
-    """Run an nbgrader API call, again while the database reports a lock or a deadlock (another grader writing)."""
-    outcome: dict = {"success": False}
-    for attempt in range(attempts):
-        outcome = call()
-        if outcome["success"] or not is_transient(outcome.get("log", "") + outcome.get("error", "")):
-            return outcome
-        time.sleep(min(0.5 * 2**attempt, 8.0))
-    return outcome
-
-
-def _pts(value) -> str:
-    return "none" if value is None else f"{value:g}"
-
-
-def _last_error(outcome: dict) -> str:
-    text = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
-    return clean_text(text[-1], 300) if text else "unknown error"
-
-
-def _kernel_errors(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """test cell grade_id -> 'ename: evalue' of its error, as the kernel reported it (student-controlled)."""
-    errors = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not isinstance(meta, dict) or not meta.get("grade"):
-            continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                errors[meta["grade_id"]] = clean_text(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}", 300)
-            elif out.get("output_type") == "stream" and out.get("name") == "stderr" and meta["grade_id"] not in errors:
-                errors[meta["grade_id"]] = "the test cell wrote to stderr (nbgrader scores such a cell zero)"
-    return errors
-
-
-def _protected_names(nb: nbformat.NotebookNode) -> set[str]:
-    """Names the notebook's read-only cells import for the tests (checks, torch, ...)."""
-    from .verifier import setup_imports
-
-    names = set()
-    try:
-        tree = ast.parse(setup_imports(nb) or "pass")
-    except (SyntaxError, RecursionError, ValueError):
-        return names
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
-
-
-def _student_cells(nb: nbformat.NotebookNode) -> list[str]:
-    """Every code cell the student could write: solution cells and cells they added."""
-    sources = []
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader")
-        if cell.cell_type == "code" and (not isinstance(meta, dict) or meta.get("solution")):
-            sources.append(cell.source)
-    return sources
-
-
-def _comment_on_solutions(gb, assignment, student, notebook, verdicts, cells) -> None:
-    """Put the out-of-kernel verdicts on each exercise's solution cell, where nbgrader's views show comments."""
-    from nbgrader.api import MissingEntry
-
-    by_exercise: dict[str, list[str]] = {}
-    for tid, exercise in verdicts.exercise_of.items():
-        cell = cells.get(tid, {})
-        line = f"{tid}: {_pts(cell.get('score'))}/{_pts(cell.get('max_score'))}"
-        if cell.get("message") and cell.get("score", 0) < cell.get("max_score", 0):
-            line += f" ({cell['message']})"
-        by_exercise.setdefault(exercise, []).append(line)
-    for exercise, lines in by_exercise.items():
-        try:
-            comment = gb.find_comment(exercise, notebook, assignment, student)
-        except MissingEntry:
-            continue
-        comment.auto_comment = clean_text(VERIFIER_COMMENT + "; ".join(lines), 2000)
-
-
-# ---------------------------------------------------------------- parent side
-
-def grade(root: Path, assignment: str, students: list[str] | None = None, options: GradeOptions | None = None,
-          scratch: Path | None = None) -> list[SubmissionResult]:
-    """Grade ``assignment`` for ``students`` (default: everyone in submitted/); returns one record each."""
     options = options or GradeOptions()
     root = root.resolve()
     settings = load_settings(root)
-    todo = check_can_grade(root, assignment, students)
+    if options.resume:
+        journal = RunJournal.resume(root, assignment)
+        check_can_grade(root, assignment, journal.students)
+        todo = journal.remaining()
+    else:
+        todo = check_can_grade(root, assignment, students)
+        journal = RunJournal.start(root, assignment, todo)
     if options.sandboxed:
         problem = sandbox_problem()
         if problem:
             raise SandboxUnavailable(f"cannot sandbox student code: {problem}. To grade anyway, pass --unsandboxed. "
                                      + UNSANDBOXED_EXPOSURE)
-    jobs = options.jobs or min(os.cpu_count() or 1, len(todo))
-    jobs = max(1, min(jobs, len(todo)))
     own_scratch = scratch is None
     scratch = Path(tempfile.mkdtemp(prefix="rnn-grading-")) if own_scratch else scratch
     os.chmod(scratch, 0o755)
     api = open_api(root)
-    db_url, course_id = api.coursedir.db_url, api.coursedir.course_id
-    budget = settings.submission_budget(len(list((root / "release" / assignment).glob("*.ipynb"))))
+    c = Coordinator(root, assignment, api.coursedir.db_url, api.coursedir.course_id, options, settings,
+                    scratch / "staging", journal)
+    c.staging.mkdir(parents=True, exist_ok=True)
+    c.secret = course_secret(root)
+    c.version = worker_version(PACKAGE_ROOT, root)
+    c.template = assignment_template(c.db_url, c.course_id, assignment)
+    results: list[SubmissionResult] = []
+    progress = Progress(len(todo), quiet=options.quiet)
     try:
-        mpl = scratch / "mpl"
-        build_mpl_cache(mpl)
-        staged_pkg = stage_package(scratch / "package") if options.sandboxed else None
-        course_secret(root)
+        jobs = [c.job(student) for student in todo]
+        if options.cluster:
+            from .cluster import cluster_results
 
-        def init(index: int) -> None:
-            _worker_init(index, str(root), options, settings, str(mpl), str(staged_pkg) if staged_pkg else None,
-                         str(scratch))
-
-        pool = WorkerPool(jobs, init, _worker_task, deadline=lambda task: budget, shutdown=_worker_shutdown)
-        results: list[SubmissionResult] = []
-        progress = Progress(len(todo), quiet=options.quiet)
-        try:
-            for outcome in pool.map([(assignment, s) for s in todo]):
+            outcomes = cluster_results(c, jobs, options.cluster)
+        else:
+            outcomes = _local_results(c, jobs, scratch / "local")
+        if jobs:
+            for outcome in outcomes:
                 if isinstance(outcome, TaskFailure):
-                    _, student = outcome.task
-                    outcome = record_grading_error(root, db_url, course_id, assignment, student, outcome.reason)
-                results.append(outcome)
-                progress.update(outcome)
-        except Exception as exc:
-            from .pool import PoolStartError
-
-            if isinstance(exc, PoolStartError):
-                raise SandboxUnavailable(f"a grading worker could not start: {exc}") from None
-            raise
-        progress.finish()
-        return sorted(results, key=lambda r: r.student)
+                    result = c.fail(outcome.task.student, outcome.reason, outcome.details)
+                else:
+                    result = c.commit(outcome)
+                results.append(result)
+                progress.update(result)
+        journal.finish()
+    except KeyboardInterrupt:
+        raise GradingInterrupted(_interrupted(journal, "interrupted")) from None
+    except GradingInterrupted as exc:
+        raise GradingInterrupted(_interrupted(journal, str(exc))) from None
     finally:
+        progress.finish()
         cleanup_scratch(scratch)
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+    return sorted(results, key=lambda r: r.student)
+
+
+def _interrupted(journal: RunJournal, what: str) -> str:
+    recorded = len(journal.recorded())
+    return (f"{what}: {recorded} of {len(journal.students)} submissions of {journal.assignment} were recorded; "
+            f"`python -m grading grade {journal.assignment} --resume` grades the other "
+            f"{len(journal.students) - recorded}")
 
 
 class Progress:
@@ -447,5 +312,5 @@ class Progress:
             print(line, flush=True)
 
     def finish(self) -> None:
-        if self.tty and not self.quiet:
+        if self.tty and not self.quiet and self.done:
             print()

@@ -21,6 +21,11 @@
     collect A               the latest submission per student into submitted/, late ones recorded
     release-feedback A      each student's trusted feedback, readable by that student only
     db init                 a PostgreSQL role, database and nbgrader's schema for a shared gradebook
+
+  Grading on several machines (README, "Grade on a cluster"):
+    scheduler               the Dask scheduler graders and workers join
+    worker                  grading workers on this machine (as root): one sandboxed kernel server each
+    worker-bundle           what a grading machine needs (no solutions, no catalogue, no secret)
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ import time
 from pathlib import Path
 
 from .course import CourseError, assignments
+from .runs import GradingInterrupted
 
-EXIT_OK, EXIT_USAGE, EXIT_GRADING_ERRORS, EXIT_COURSE_ERROR, EXIT_CHECK_FAILED = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_USAGE, EXIT_GRADING_ERRORS, EXIT_COURSE_ERROR, EXIT_CHECK_FAILED, EXIT_INCOMPLETE = 0, 2, 3, 4, 5, 6
 EXIT_CODES = f"""exit status:
   {EXIT_OK}    done
   {EXIT_USAGE}    usage error (a wrong command or option)
@@ -42,7 +48,9 @@ EXIT_CODES = f"""exit status:
        submitted, no gradebook, not a course root, no sandbox, a kernel server that cannot start
   {EXIT_CHECK_FAILED}    a check failed: the benchmark's grades differ between graders, or a calibrated
        threshold does not separate the references from the known-bad variants
-  130  interrupted
+  {EXIT_INCOMPLETE}    the run stopped before every submission was recorded (the cluster's scheduler was lost):
+       what was recorded stays; `grade A --resume` grades the rest
+  130  interrupted (`grade A --resume` grades what was not recorded)
 """
 
 
@@ -62,7 +70,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 def _grade_options(args):
     from .autograde import GradeOptions
 
-    return GradeOptions(jobs=args.jobs, sandboxed=not args.unsandboxed, feedback=not args.no_feedback)
+    return GradeOptions(jobs=args.jobs, sandboxed=not args.unsandboxed, feedback=not args.no_feedback,
+                        cluster=getattr(args, "cluster", ""), resume=getattr(args, "resume", False))
 
 
 def _finish_reports(root: Path) -> None:
@@ -254,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "grade", cmd_grade, "autograde submitted/ for one assignment (sandboxed, verified)", root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
     p.add_argument("--student", help="grade (or regrade) this student only")
+    p.add_argument("--cluster", default="",
+                   help="grade on a Dask cluster: tcp://HOST:8786 (python -m grading scheduler / worker), or local:N "
+                        "to start N worker processes here (default: the local pool)")
+    p.add_argument("--resume", action="store_true", help="grade only what the last, interrupted run did not record")
     _add_grade_flags(p)
     _command(sub, "report", cmd_report, "rewrite reports/grades.csv and reports/report.html", root)
     p = _command(sub, "sample-class", cmd_sample_class, "write a synthetic class into submitted/", root)
@@ -277,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "solutions", cmd_solutions, "nbgrader generate_solution for an assignment, after the deadline",
                  root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
+    # -- grading on a cluster (worker.py, bundle.py) --
+    from .worker import add_cluster_commands
+
+    add_cluster_commands(sub, _command, root)
+    p = _command(sub, "worker-bundle", _delegate("worker_bundle", "cmd_worker_bundle"),
+                 "what a grading machine needs: the worker's package parts, nbgrader_config.py, release/", root)
+    p.add_argument("--out", default="worker-bundle", help="the bundle folder (replaced)")
     # -- class hub: roster and exchange (roster.py, exchange.py) --
     from .exchange import add_exchange_commands
     from .roster import add_roster_commands
@@ -309,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CourseError, SandboxUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_COURSE_ERROR
+    except GradingInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130 if str(exc).startswith("interrupted") else EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

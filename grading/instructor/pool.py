@@ -26,19 +26,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .jobs import TaskFailure
+
 INIT_TIMEOUT = 120.0
 
 
 class PoolStartError(Exception):
     """A worker could not initialise; the message says why."""
-
-
-@dataclass
-class TaskFailure:
-    """A task that did not return: its worker died twice, or ran past the deadline."""
-
-    task: Any
-    reason: str
 
 
 @dataclass
@@ -126,7 +120,11 @@ class WorkerPool:
                     if worker.task is None and queue:
                         worker.task, worker.attempts = queue.popleft()
                         worker.deadline = time.monotonic() + self.deadline(worker.task)
-                        worker.conn.send(worker.task)
+                        try:
+                            worker.conn.send(worker.task)
+                        except OSError:  # the worker died while idle: a new one takes the task
+                            self._replace(worker)
+                            worker.conn.send(worker.task)
                 busy = [w for w in self.workers if w.task is not None]
                 timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)

@@ -46,6 +46,7 @@ class SubmissionResult:
     worker: int = 0
     grading_error: str | None = None  # a grader-side failure: the cells were set to 0, or the earlier grade kept
     kept_previous: bool = False  # the failed attempt left the earlier verified grade in place
+    run: str = ""  # the grading run that recorded this result (see runs.py)
 
     @property
     def score(self) -> float:

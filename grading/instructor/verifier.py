@@ -60,15 +60,22 @@ def course_secret(root: Path) -> bytes:
         return f.read(1024).strip().encode()
 
 
-def submission_seed(secret: bytes, assignment: str, student: str, notebook: str, content: str = "") -> int:
-    """Deterministic per submission (regrading gives the same score), unknowable without the secret.
+def submission_key(secret: bytes, assignment: str, student: str) -> bytes:
+    """The key of one submission's seeds, derived from the course's secret: a grading worker gets this key
+    with the job, never the secret, and it derives nothing about any other student's inputs."""
+    return hmac.new(secret, f"submission/{assignment}/{student}".encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).digest()
+
+
+def submission_seed(key: bytes, notebook: str, content: str = "") -> int:
+    """Deterministic per submission (regrading gives the same score), unknowable without the key.
 
     ``content`` is the code being checked: inputs a student learnt for one version of their
     code are of no use for another version (hard-coding the answers changes the code).
     """
     digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-    key = f"{assignment}/{student}/{notebook}/{digest}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(hmac.new(secret, key, hashlib.sha256).digest()[:4], "big") & 0x7FFFFFFF
+    message = f"{notebook}/{digest}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def checked_code(nb: NotebookNode) -> str:

@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast release lectures lab hub bench bundle calibrate solutions clean
+.PHONY: setup demo test test-fast release lectures lab hub bench bench-cluster bundle calibrate solutions clean
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -54,6 +54,10 @@ hub: setup
 ## Plain nbgrader vs the course's grader on the same class.
 bench: setup
 	$(PY) -m grading bench
+
+## The local pool vs a 2-worker Dask cluster (real scheduler and worker processes) on this machine.
+bench-cluster: setup
+	$(PY) -m grading bench-cluster
 
 ## What students get: bundle/ (release, lectures, student checks, setup notes).
 bundle: setup

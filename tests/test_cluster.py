@@ -305,6 +305,25 @@ def test_a_stopped_worker_has_its_job_graded_elsewhere(course, cluster, tmp_path
     _assert_recorded_once_with_expected_grades(course)
 
 
+def test_an_interrupted_local_run_resumes_where_it_stopped(course, tmp_path):
+    earlier_run = _journal(course)[0]
+    proc, out = _start_grade(course, tmp_path, "--jobs", "1")
+    _wait_for_recorded(course, 1, proc, earlier_run)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
+    code = proc.wait(120)
+    text = out.read_text()
+    assert code == 130 and "interrupted" in text and "--resume" in text, text[-3000:]
+    run, before = _journal(course)
+    assert 1 <= len(before) < len(CLASS)
+    resumed = _grade(course, "--resume", "--jobs", "2")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{len(CLASS) - len(before)} submissions" in resumed.stdout
+    assert _journal(course)[0] == run
+    _assert_recorded_once_with_expected_grades(course)
+    again = _grade(course, "--resume")
+    assert again.returncode == 4 and "nothing to resume" in again.stderr
+
+
 def test_the_coordinator_gives_a_clear_error_without_a_scheduler(course):
     run = _grade(course, "--cluster", f"tcp://127.0.0.1:{_free_port()}", timeout=120)
     assert run.returncode == 4 and "no Dask scheduler answers" in run.stderr, run.stderr[-2000:]

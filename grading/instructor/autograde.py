@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .attempts import gradebook_write, record_grading_error
@@ -101,9 +101,11 @@ class Coordinator:
     version: str = ""
     template: bytes = b""
     secret: bytes = b""
+    prepare_seconds: dict[str, float] = field(default_factory=dict)  # the coordinator's cost per job, for the bench
 
     def job(self, student: str) -> GradingJob:
         """Stage one submission (defensively: submissions.py) and wrap it with what the worker needs."""
+        started = time.monotonic()
         staged = stage(self.root, self.staging, self.assignment, student)
         folder = self.staging / student / self.assignment
         try:
@@ -115,6 +117,7 @@ class Coordinator:
         manual = gradebook_write(self.db_url, self.course_id,
                                  lambda gb: student_rows(gb, self.assignment, student))
         budget = self.settings.submission_budget(len(list((self.root / "release" / self.assignment).glob("*.ipynb"))))
+        self.prepare_seconds[student] = round(time.monotonic() - started, 4)
         return GradingJob(self.assignment, student, self.course_id, notebooks, timestamp, staged.anomalies,
                           submission_key(self.secret, self.assignment, student), self.template, manual,
                           settings_values(self.settings), self.options.verify, self.options.feedback, self.version,
@@ -122,6 +125,7 @@ class Coordinator:
 
     def commit(self, done: JobResult) -> SubmissionResult:
         """Record a finished job: the gradebook in one transaction, then the files, the results file last."""
+        started = time.monotonic()
         result = done.result
         if result.assignment != self.assignment:
             raise GradingError(f"a result for another assignment came back: {result.assignment}")
@@ -130,6 +134,8 @@ class Coordinator:
         for kind, files in (("autograded", done.autograded), ("feedback", done.feedback)):
             _replace_tree(self.root / kind / result.student / self.assignment, files)
         result.run = self.journal.run
+        result.seconds["prepare"] = self.prepare_seconds.get(result.student, 0.0)
+        result.seconds["record"] = round(time.monotonic() - started, 4)
         write_result(self.root, result)
         self.journal.record(result.student)
         return result

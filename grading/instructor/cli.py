@@ -9,6 +9,7 @@
     solutions ASSIGNMENT    nbgrader generate_solution, after the deadline
     lab                     JupyterLab for students in workspace/
     bench                   plain nbgrader vs this grader on the same class
+    bench-cluster           the local pool vs a 2-worker Dask cluster on this machine, same class
     calibrate               retrain references and known-bad variants on many seeds
     lectures [NOTEBOOK...]  re-execute lecture notebooks in place, without volatile metadata
 
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", help="nbgrader exchange folder, for the Assignments panel (none: no exchange)")
     p = _command(sub, "bench", cmd_bench, "plain nbgrader vs this grader on the same honest class", root)
     p.add_argument("--out", default="build/bench", help="where the two benchmark courses are built (replaced)")
+    p.add_argument("--size", type=int, default=12, help="students (each submits every notebook)")
+    p = _command(sub, "bench-cluster", _delegate("bench_cluster", "cmd_bench_cluster"),
+                 "the local pool vs a 2-worker Dask cluster on this machine, same class", root)
+    p.add_argument("--out", default="build/bench-cluster", help="where the two courses are built (replaced)")
     p.add_argument("--size", type=int, default=12, help="students (each submits every notebook)")
     p = _command(sub, "calibrate", cmd_calibrate, "retrain references and known-bad variants on many seeds", root)
     p.add_argument("--seeds", type=int, default=200, help="seeds per reference and variant")

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from .runs import GradingInterrupted
 from .worker import EVENT_TOPIC, run_job, scheduler_command, worker_command, worker_version
 
 CONNECT_SECONDS = 15
+ANSWER_SECONDS = 30  # the scheduler's answer to one question, the workers' to the version check
 NO_WORKER_SECONDS = 120
 POLL_SECONDS = 1.0
 BUDGET_SLACK_SECONDS = 30
@@ -107,15 +109,37 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _reachable(address: str) -> None:
+    """A refused or unroutable scheduler address is a clear error at once (Dask would retry until its timeout)."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except ValueError:
+        raise ClusterError(f"--cluster {address}: expected tcp://HOST:PORT or local:N") from None
+    except OSError as exc:
+        raise ClusterError(f"no Dask scheduler answers at {address}: {exc}") from None
+
+
+def _ask(client, call, address: str, **kwargs):
+    """One question to the scheduler, with a deadline (a scheduler that is stopped keeps its socket open)."""
+    try:
+        return client.sync(call, callback_timeout=ANSWER_SECONDS, **kwargs)
+    except (TimeoutError, OSError):
+        raise ClusterLost(f"the Dask scheduler at {address} stopped answering") from None
+
+
 def _check_versions(client, version: str, address: str) -> None:
     """Every connected worker runs ``version``; else a ClusterError naming both versions."""
     deadline = time.monotonic() + CONNECT_SECONDS
-    while not client.scheduler_info().get("workers"):
+    while not _ask(client, client.scheduler.identity, address).get("workers"):
         if time.monotonic() > deadline:
             raise ClusterError(f"no grading worker joined the scheduler at {address} within {CONNECT_SECONDS} s "
                                "(start them with python -m grading worker --scheduler ...)")
         time.sleep(0.2)
-    versions = client.run(worker_version)
+    try:
+        versions = client.run(worker_version, on_error="return", callback_timeout=ANSWER_SECONDS)
+    except TimeoutError:
+        raise ClusterError(f"the grading workers did not answer the version check within {ANSWER_SECONDS} s") from None
     wrong = {w: v for w, v in versions.items() if v != version}
     if wrong:
         listed = ", ".join(f"{w} runs {v}" for w, v in sorted(wrong.items()))
@@ -140,6 +164,7 @@ def _run(c, jobs: list[GradingJob], address: str) -> Iterator[JobResult | TaskFa
     from distributed import Client, wait
     from distributed.client import FIRST_COMPLETED
 
+    _reachable(address)
     try:
         client = Client(address, timeout=CONNECT_SECONDS, direct_to_workers=False, set_as_default=False)
     except OSError as exc:
@@ -185,11 +210,8 @@ def _collect(client, futures: dict, address: str, wait, first_completed) -> Iter
             break
         if client.status != "running":
             raise ClusterLost(f"the Dask scheduler at {address} stopped answering")
-        try:
-            info = client.scheduler_info()
-            processing = client.processing()
-        except OSError:
-            raise ClusterLost(f"the Dask scheduler at {address} stopped answering") from None
+        info = _ask(client, client.scheduler.identity, address)
+        processing = _ask(client, client.scheduler.processing, address)
         now = time.monotonic()
         if info.get("workers"):
             no_workers_since = None

@@ -163,7 +163,7 @@ def scheduler_command(host: str, port: int, worker_ttl: str = DEFAULT_WORKER_TTL
     if scheduler_file:
         cmd += ["--scheduler-file", scheduler_file]
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL=worker_ttl,
-               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="2")
+               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
     return cmd, env
 
 

@@ -155,6 +155,8 @@ class Grader:
         check_version(job.version, self.version, self.name)
         if self.server is None or self._settings != job.settings:
             self.start(settings_from(job.settings))
+        elif not self.server.healthy():
+            self.server.restart()  # SandboxUnavailable, quoting the server's log, when it cannot come back
         started = time.monotonic()
         folder = self.scratch / "jobs" / secrets.token_hex(8)
         try:

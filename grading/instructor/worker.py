@@ -157,13 +157,15 @@ def worker_command(scheduler: str, course: Path, nworkers: int, worker_port: int
 def scheduler_command(host: str, port: int, worker_ttl: str = DEFAULT_WORKER_TTL,
                       scheduler_file: str = "") -> tuple[list[str], dict[str, str]]:
     """``dask scheduler`` for grading: no dashboard, a worker that stops answering is dropped after
-    ``worker_ttl`` (its jobs go to other workers), and a job whose workers died twice is given up."""
+    ``worker_ttl`` (its jobs go to other workers), and a job whose workers died twice is given up (KilledWorker)."""
     dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
     cmd = [dask, "scheduler", "--host", host, "--port", str(port), "--no-dashboard"]
     if scheduler_file:
         cmd += ["--scheduler-file", scheduler_file]
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL=worker_ttl,
-               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
+               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1",
+               # one job per worker thread, none queued behind it: a worker that dies takes only its own job down
+               DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0")
     return cmd, env
 
 

@@ -164,7 +164,6 @@ class Grader:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         done.result.seconds["total"] = round(time.monotonic() - started, 3)
-        done.worker = self.name
         return done
 
     def _api(self, folder: Path, job: GradingJob):

@@ -87,7 +87,6 @@ class JobResult:
     late_penalties: dict[str, float | None] = field(default_factory=dict)  # notebook -> points off
     autograded: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
     feedback: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
-    worker: str = ""  # which machine and process graded it
 
 
 def _files(base: Path) -> list[Path]:

@@ -103,17 +103,25 @@ def _scores(root: Path) -> dict[tuple[str, str, str], float]:
                 for a in gb.assignments for s in a.submissions for n in s.notebooks}
 
 
-def run_bench(repo: Path, workdir: Path, size: int) -> int:
+def identical_courses(repo: Path, workdir: Path, labels: tuple[str, ...],
+                      size: int) -> tuple[dict[str, Path], list[str], int]:
+    """Fresh demo courses under ``workdir`` (replaced), one per label, each with the same honest class of ``size``
+    students; returns them, the assignments and the number of notebooks in each class."""
     if workdir.exists():
         shutil.rmtree(workdir)
-    courses = {name: workdir / name for name in ("plain", "course", "unsandboxed")}
+    courses = {label: workdir / label for label in labels}
     for root in courses.values():
         make_demo_course(repo, root)
         build_release(root)
-    names = assignments(courses["plain"])
+    names = assignments(courses[labels[0]])
     notebooks = 0
     for root in courses.values():
         notebooks = write_class(root, honest_roster(names, size))
+    return courses, names, notebooks
+
+
+def run_bench(repo: Path, workdir: Path, size: int) -> int:
+    courses, names, notebooks = identical_courses(repo, workdir, ("plain", "course", "unsandboxed"), size)
     print(f"bench: {size} students x {len(names)} assignments = {notebooks} notebooks, {os.cpu_count()} cores")
 
     plain_time, plain_mem = 0.0, []

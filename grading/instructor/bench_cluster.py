@@ -11,19 +11,15 @@ path's overhead, the scheduler's CPU time per job, and the coordinator's own cos
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .bench import _scores, honest_roster
-from .build import build_release
+from .bench import _scores, identical_courses
 from .cluster import stop_process
-from .course import assignments, make_demo_course
 from .report import load_results
-from .sample_class import write_class
 from .worker_bundle import build_worker_bundle
 
 WORKERS = 2
@@ -62,16 +58,7 @@ def _mean(results: list[dict], key: str) -> float:
 
 
 def run_bench_cluster(repo: Path, workdir: Path, size: int) -> int:
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    courses = {label: workdir / label for label in ("local", "cluster")}
-    for root in courses.values():
-        make_demo_course(repo, root)
-        build_release(root)
-    names = assignments(courses["local"])
-    notebooks = 0
-    for root in courses.values():
-        notebooks = write_class(root, honest_roster(names, size))
+    courses, names, notebooks = identical_courses(repo, workdir, ("local", "cluster"), size)
     jobs = size * len(names)
     print(f"bench-cluster: {size} students x {len(names)} assignments = {jobs} jobs, {notebooks} notebooks, "
           f"{os.cpu_count()} cores, {WORKERS} workers either way")

@@ -34,16 +34,28 @@ T = TypeVar("T")
 LOCK_RETRY_SECONDS = 120.0
 
 
-def gradebook_write(db_url: str, course_id: str, change: Callable[[Gradebook], T]) -> T:
+def gradebook_write(db_url: str, course_id: str, change: Callable[[Gradebook], T], why: str | None = None,
+                    who: str | None = None) -> T:
     """Run ``change(gb)`` and commit, retrying the whole transaction while the database is locked (or, on
-    PostgreSQL, while it aborts the transaction as one side of a deadlock)."""
+    PostgreSQL, while it aborts the transaction as one side of a deadlock).
+
+    With ``why``, the grade changes are recorded in the gradebook's audit trail as made by ``who`` (default: the
+    hub or OS user) for that reason (``audit.py``); ``change`` may switch the reason with ``audit.set_context``."""
+    from .audit import clear_context, ensure_audit_once, set_context
+
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
     delay = 0.1
     while True:
         try:
             with Gradebook(db_url, course_id) as gb:
+                if why is not None:
+                    ensure_audit_once(db_url, gb.engine)
                 try:
+                    if why is not None:
+                        set_context(gb, why, who)
                     value = change(gb)
+                    if why is not None:
+                        clear_context(gb)
                     gb.db.commit()
                     return value
                 except BaseException:
@@ -86,7 +98,7 @@ def record_grading_error(root: Path, db_url: str, course_id: str, assignment: st
             result.notebooks[nb.name] = {"score": 0.0, "max_score": sum(c["max_score"] for c in cells.values()),
                                          "cells": cells, "flags": [], "anomalies": [], "incident": None}
 
-    gradebook_write(db_url, course_id, zero)
+    gradebook_write(db_url, course_id, zero, why=f"{reason} (fail closed: 0 until regraded)"[:300])
     shutil.rmtree(root / "feedback" / student / assignment, ignore_errors=True)
     write_result(root, result)
     return result

@@ -27,12 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbgrader.api import MissingEntry
+
 from .attempts import gradebook_write, record_grading_error
+from .audit import set_context
 from .course import CourseError, load_config, open_api
 from .database import check_gradebook
 from .grader import Grader, GradingError, settings_values
 from .job_gradebook import assignment_template, student_rows, write_machine_rows
 from .jobs import GradingJob, JobResult, TaskFailure, worker_version
+from .late import sync_term
 from .messages import clean_text
 from .pool import PoolStartError, WorkerPool
 from .records import SubmissionResult, write_result
@@ -48,6 +52,7 @@ from .sandbox import (
 )
 from .settings import GradingSettings, load_settings
 from .submissions import stage, students_with
+from .term import Term, load_term
 from .verifier import course_secret, submission_key
 
 __all__ = ["GradeOptions", "GradingError", "GradingInterrupted", "check_can_grade", "grade"]
@@ -102,6 +107,7 @@ class Coordinator:
     template: bytes = b""
     secret: bytes = b""
     prepare_seconds: dict[str, float] = field(default_factory=dict)  # the coordinator's cost per job, for the bench
+    term: Term | None = None  # course.yml: due dates, extensions, late policy (term.py)
 
     def job(self, student: str) -> GradingJob:
         """Stage one submission (defensively: submissions.py) and wrap it with what the worker needs."""
@@ -116,12 +122,17 @@ class Coordinator:
             shutil.rmtree(self.staging / student, ignore_errors=True)
         manual = gradebook_write(self.db_url, self.course_id,
                                  lambda gb: student_rows(gb, self.assignment, student))
+        if self.term is not None:  # course.yml decides this student's extension
+            manual = [row for row in manual if row["kind"] != "extension"]
+            extension = self.term.extension_delta(student, self.assignment)
+            if extension is not None:
+                manual.append({"kind": "extension", "seconds": extension.total_seconds()})
         budget = self.settings.submission_budget(len(list((self.root / "release" / self.assignment).glob("*.ipynb"))))
         self.prepare_seconds[student] = round(time.monotonic() - started, 4)
         return GradingJob(self.assignment, student, self.course_id, notebooks, timestamp, staged.anomalies,
                           submission_key(self.secret, self.assignment, student), self.template, manual,
                           settings_values(self.settings), self.options.verify, self.options.feedback, self.version,
-                          budget)
+                          budget, self.term.policy.as_dict() if self.term and self.term.policy else None)
 
     def commit(self, done: JobResult) -> SubmissionResult:
         """Record a finished job: the gradebook in one transaction, then the files, the results file last."""
@@ -129,8 +140,7 @@ class Coordinator:
         result = done.result
         if result.assignment != self.assignment:
             raise GradingError(f"a result for another assignment came back: {result.assignment}")
-        gradebook_write(self.db_url, self.course_id, lambda gb: write_machine_rows(
-            gb, self.assignment, result.student, done.timestamp, done.grades, done.comments, done.late_penalties))
+        gradebook_write(self.db_url, self.course_id, lambda gb: self._record(gb, done), why="autograde")
         for kind, files in (("autograded", done.autograded), ("feedback", done.feedback)):
             _replace_tree(self.root / kind / result.student / self.assignment, files)
         result.run = self.journal.run
@@ -139,6 +149,24 @@ class Coordinator:
         write_result(self.root, result)
         self.journal.record(result.student)
         return result
+
+    def _record(self, gb, done: JobResult) -> None:
+        """The job's rows. The audit trail sees the notebook's own test scores, then the verifier's
+        reconciliation, then the late penalty, each with its reason."""
+        student, run = done.result.student, self.journal.run
+        set_context(gb, f"{'regrade' if _graded_before(gb, self.assignment, student) else 'autograde'} "
+                        f"(run {run}): the notebook's own tests")
+        if self.options.verify:
+            kernel_rows = [{**row, "auto_score": kernel} for row in done.grades
+                           if (kernel := _kernel_score(done.result, row)) is not None]
+            write_machine_rows(gb, self.assignment, student, done.timestamp, kernel_rows, [], {})
+            set_context(gb, f"verifier (run {run}): the out-of-kernel check decides")
+        write_machine_rows(gb, self.assignment, student, done.timestamp, done.grades, done.comments, {})
+        if self.term is not None:
+            sync_term(gb, self.term, self.assignment, [student])
+        policy = self.term.policy.describe() if self.term and self.term.policy else "no late policy"
+        set_context(gb, f"late penalty (run {run}): {policy}")
+        write_machine_rows(gb, self.assignment, student, done.timestamp, [], [], done.late_penalties)
 
     def fail(self, student: str, reason: str, details: str = "") -> SubmissionResult:
         """Record a job that did not finish: the earlier verified grade stays, else zeros (attempts.py)."""
@@ -150,6 +178,20 @@ class Coordinator:
                                       clean_text(reason, 300), run=self.journal.run)
         self.journal.record(student)
         return result
+
+
+def _graded_before(gb, assignment: str, student: str) -> bool:
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return False
+    return any(g.auto_score is not None for nb in submission.notebooks for g in nb.grades)
+
+
+def _kernel_score(result: SubmissionResult, row: dict) -> float | None:
+    """What the notebook's own test cell gave (before the verifier), if it ran."""
+    cell = result.notebooks.get(row["notebook"], {}).get("cells", {}).get(row["name"], {})
+    return cell.get("kernel_score")
 
 
 def _replace_tree(target: Path, files: dict[str, bytes]) -> None:
@@ -231,6 +273,7 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     options = options or GradeOptions()
     root = root.resolve()
     settings = load_settings(root)
+    term = load_term(root)  # a malformed course.yml stops the run before anything is graded
     if options.resume:
         journal = RunJournal.resume(root, assignment)
         check_can_grade(root, assignment, journal.students)
@@ -252,6 +295,9 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     c.staging.mkdir(parents=True, exist_ok=True)
     c.secret = course_secret(root)
     c.version = worker_version(PACKAGE_ROOT, root)
+    c.term = term
+    if c.term is not None:  # the due date the jobs' gradebook carries
+        gradebook_write(c.db_url, c.course_id, lambda gb: sync_term(gb, c.term, assignment, []))
     c.template = assignment_template(c.db_url, c.course_id, assignment)
     results: list[SubmissionResult] = []
     progress = Progress(len(todo), quiet=options.quiet)

@@ -47,8 +47,9 @@ def source_problems(path: Path) -> list[str]:
     return problems
 
 
-def build_release(root: Path, only: list[str] | None = None) -> list[Path]:
-    """Regenerate release/<assignment>/ for every assignment; returns the release notebooks written."""
+def build_release(root: Path, only: list[str] | None = None, audit: bool = True) -> list[Path]:
+    """Regenerate release/<assignment>/ for every assignment; returns the release notebooks written. With
+    ``audit``, the gradebook's audit trail is set up too, so that formgrader's first change is recorded."""
     names = only or assignments(root)
     if not names:
         raise CourseError(f"no assignments in {root / 'source'}")
@@ -69,4 +70,8 @@ def build_release(root: Path, only: list[str] | None = None) -> list[Path]:
             for leftover in target.rglob("__pycache__"):
                 shutil.rmtree(leftover)
             written += sorted(target.glob("*.ipynb"))
+    if audit:
+        from .audit import ensure_audit
+
+        ensure_audit(api.coursedir.db_url)
     return written

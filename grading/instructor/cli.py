@@ -3,6 +3,13 @@
     release                 regenerate release/ from source/
     grade ASSIGNMENT        autograde submitted/ (sandboxed, parallel, verified), feedback, reports
     report                  rewrite reports/grades.csv and reports/report.html
+
+  The term (course.yml: due dates, extensions, late policy; README, "The term"):
+    regrade-late ASSIGNMENT recompute late penalties from course.yml and the current scores
+    export --format F       grades for Canvas, Moodle or a plain CSV, in reports/
+    similarity ASSIGNMENT   pairs of students whose own code is alike, for a human to review
+    audit                   every grade change (who, when, why) into reports/audit.csv
+    history STUDENT         one student's grade changes
     sample-class            write a synthetic class into submitted/
     demo                    the main job, in demo/: release, sample class, grade everything, report
     bundle                  build what students get, in bundle/
@@ -128,10 +135,13 @@ def cmd_sample_class(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .audit import write_audit_csv
     from .autograde import grade
     from .build import build_release
     from .course import make_demo_course
+    from .demo_term import LATE_SUBMISSIONS, apply_demo_term
     from .sample_class import roster, write_class
+    from .similarity import similarity_report
 
     repo = _root(args)
     demo = Path(args.out).resolve()
@@ -142,13 +152,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  released {path.relative_to(demo)}")
     names = assignments(demo)
     count = write_class(demo, roster(names, args.size))
-    print(f"  sample class: {args.size} students, {count} notebooks")
+    apply_demo_term(demo)
+    print(f"  sample class: {args.size} students, {count} notebooks; the term: {demo / 'course.yml'}")
+    for (assignment, student), (when, what) in LATE_SUBMISSIONS.items():
+        print(f"    {assignment}/{student} submitted {when}: {what}")
     errors = 0
     for name in names:
         t = time.monotonic()
         results = grade(demo, name, None, _grade_options(args))
         print(f"\n{name}: {len(results)} submissions graded in {time.monotonic() - t:.1f} s")
         errors += _summarise(results)
+    print()
+    for name in names:
+        found = similarity_report(demo, name)
+        pairs = ", ".join(f"{p.first}+{p.second} ({p.score:.2f})" for p in found.pairs) or "none"
+        print(f"similarity {name}: pairs to review: {pairs} ({found.path.relative_to(demo)})")
+    print(f"audit trail: {write_audit_csv(demo).relative_to(demo)}")
     _finish_reports(demo)
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
     return EXIT_GRADING_ERRORS if errors else 0
@@ -295,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "solutions", cmd_solutions, "nbgrader generate_solution for an assignment, after the deadline",
                  root)
     p.add_argument("assignment", help="assignment id, a folder of source/")
+    # -- the term: late penalties, LMS export, similarity, audit trail --
+    p = _command(sub, "regrade-late", _delegate("late", "cmd_regrade_late"),
+                 "recompute an assignment's late penalties from course.yml and the current scores", root)
+    p.add_argument("assignment", help="assignment id, a folder of source/")
+    p = _command(sub, "export", _delegate("export", "cmd_export"),
+                 "grades for an LMS: reports/export-<format>[-<assignment>].csv", root)
+    p.add_argument("--format", required=True, choices=("csv", "canvas", "moodle"), help="the file's layout")
+    p.add_argument("--assignment", help="one assignment only (default: all)")
+    p.add_argument("--missing-as-zero", action="store_true", help="no submission counts 0 (default: an empty cell)")
+    p = _command(sub, "similarity", _delegate("similarity", "cmd_similarity"),
+                 "pairs of students whose own code is alike: reports/similarity-<assignment>.html", root)
+    p.add_argument("assignment", help="assignment id, a folder of source/")
+    p.add_argument("--threshold", type=float, default=None, help="flag pairs scoring at least this (default: the "
+                                                                     "calibrated one)")
+    _command(sub, "audit", _delegate("audit", "cmd_audit"), "every grade change: reports/audit.csv", root)
+    p = _command(sub, "history", _delegate("audit", "cmd_history"), "one student's grade changes, oldest first",
+                 root)
+    p.add_argument("student", help="student id")
     # -- grading on a cluster (worker.py, bundle.py) --
     from .worker import add_cluster_commands
 

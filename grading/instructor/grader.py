@@ -25,12 +25,14 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from .job_gradebook import machine_rows, put_student_rows
 from .jobs import GradingJob, JobResult, check_version, worker_version
+from .late import apply_penalties, plugin_config
 from .messages import VERIFIER_COMMENT, clean_text
 from .pending import SavePendingGrades
 from .records import CellRecord, NotebookRecord, SubmissionResult, write_result
 from .sandbox import KernelServer, build_mpl_cache, cleanup_scratch, stage_package
 from .settings import GradingSettings, grading_config
 from .tamper import scan_cells
+from .term import LatePolicy
 from .verifier import checked_code, submission_seed, verify_notebook
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
@@ -178,6 +180,7 @@ class Grader:
         config.CourseDirectory.release_directory = str(self.course / "release")
         config.CourseDirectory.source_directory = str(self.course / "release")
         config.merge(grading_config(folder / "submitted", settings_from(job.settings), verify=job.verify))
+        plugin_config(config, _policy(job))
         api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
         import logging
 
@@ -227,6 +230,7 @@ class Grader:
                 nb, verdicts = notebooks.get(sub_nb.name, (None, None))
                 result.notebooks[sub_nb.name] = _reconcile(gb, job, sub_nb, nb, verdicts, incidents, durations,
                                                            hidden, kernels)
+            apply_penalties(gb, assignment, student, _policy(job))  # from the verified scores: late.py
             gb.db.commit()
             timestamp, grades, comments, penalties = machine_rows(gb, assignment, student)
         if job.anomalies.get("*"):
@@ -244,6 +248,10 @@ class Grader:
         return JobResult(result, timestamp, grades, comments, penalties,
                          autograded=_read_tree(folder / "autograded" / student / assignment),
                          feedback=_read_tree(folder / "feedback" / student / assignment))
+
+
+def _policy(job: GradingJob) -> LatePolicy | None:
+    return LatePolicy(**job.late_policy) if job.late_policy else None
 
 
 def _read_tree(base: Path) -> dict[str, bytes]:

@@ -29,9 +29,10 @@ WORKER_PARTS = (
     "instructor/__init__.py", "instructor/exercises", "instructor/runtime",
     "instructor/cgroups.py", "instructor/cli.py", "instructor/course.py", "instructor/feedback.py",
     "instructor/grader.py", "instructor/job_gradebook.py", "instructor/jobs.py", "instructor/kernels.py",
-    "instructor/messages.py", "instructor/normalize.py", "instructor/pending.py", "instructor/records.py",
+    "instructor/late.py", "instructor/messages.py", "instructor/normalize.py", "instructor/pending.py",
+    "instructor/records.py",
     "instructor/runs.py", "instructor/sandbox.py", "instructor/settings.py", "instructor/tamper.py",
-    "instructor/verifier.py", "instructor/worker.py",
+    "instructor/term.py", "instructor/verifier.py", "instructor/worker.py",
     # the command line's parser registers these commands (they hold no course data)
     "instructor/database.py", "instructor/exchange.py", "instructor/roster.py",
 )
@@ -61,6 +62,7 @@ class GradingJob:
     feedback: bool = True
     version: str = ""
     budget: float = 0.0  # seconds the whole submission may take
+    late_policy: dict | None = None  # term.LatePolicy.as_dict() of course.yml; None: no penalty
 
     @property
     def key(self) -> str:

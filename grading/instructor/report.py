@@ -27,7 +27,8 @@ SLOWEST = 10
 def gradebook_table(root: Path) -> tuple[list[str], list[dict], dict[str, float]]:
     """Columns ``assignment/notebook`` and one row per student: {student, <column>: score|None, total}.
 
-    Scores are nbgrader's: a grader's manual score where there is one, else the verified automatic score."""
+    Scores are nbgrader's: a grader's manual score where there is one, else the verified automatic score,
+    less the notebook's late penalty (never below 0), as the feedback and the LMS exports state them."""
     with open_gradebook(root) as gb:
         columns = [f"{a.name}/{n.name}" for a in sorted(gb.assignments, key=lambda a: a.name)
                    for n in sorted(a.notebooks, key=lambda n: n.name)]
@@ -37,7 +38,8 @@ def gradebook_table(root: Path) -> tuple[list[str], list[dict], dict[str, float]
             for column in columns:
                 assignment, notebook = column.split("/")
                 try:
-                    row[column] = float(gb.find_submission_notebook(notebook, assignment, student.id).score)
+                    nb = gb.find_submission_notebook(notebook, assignment, student.id)
+                    row[column] = max(0.0, float(nb.score) - float(nb.late_submission_penalty or 0.0))
                 except MissingEntry:
                     row[column] = None
             row["total"] = sum(v for k, v in row.items() if k in columns and v is not None)
@@ -136,7 +138,7 @@ def write_report(root: Path) -> Path:
     columns, rows, maxima = gradebook_table(root)
     stats = collect(results)
     parts = ["<h1>RNN course: grading report</h1>", summary_paragraph(rows, results),
-             *errors_section(results), *students_section(columns, rows, maxima, results),
+             *errors_section(results), *students_section(columns, rows, maxima, results), *term_section(root),
              *histograms_section(columns, rows, maxima), *pass_rate_section(stats),
              "<h2>Most frequent failures</h2>",
              _table(["test cell", "message", "students"],
@@ -154,6 +156,46 @@ def write_report(root: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path
+
+
+def term_section(root: Path) -> list[str]:
+    """Late submissions per assignment (with the penalty taken), the extensions granted, similarity reports."""
+    from .scores import assignment_scores
+    from .term import TERM_FILE, TermError, late_days, load_term
+
+    names, _, table = assignment_scores(root)
+    try:
+        term = load_term(root)
+        problem = None
+    except TermError as exc:
+        term, problem = None, str(exc)
+    parts = ["<h2>Late submissions</h2>"]
+    if problem:
+        parts.append(f"<p><b>{html.escape(TERM_FILE)} cannot be read:</b> {html.escape(problem)}</p>")
+    elif term is None:
+        parts.append(f"<p>No {TERM_FILE}: due dates and extensions are the gradebook's, and no late policy applies."
+                     "</p>")
+    elif term.policy:
+        parts.append(f"<p>Late policy ({TERM_FILE}): {html.escape(term.policy.describe())}.</p>")
+    rows = []
+    for name in names:
+        late = sorted(s for (s, a), score in table.items()
+                      if a == name and score.submitted and score.seconds_late > 0)
+        due = term.due[name].isoformat() if term and name in term.due else "-"
+        who = ", ".join(f"{s} ({late_days(table[s, name].seconds_late)} d, -{table[s, name].late_penalty:g})"
+                        for s in late)
+        rows.append((name, due, len(late), who or "-"))
+    parts.append(_table(["assignment", "due", "late submissions", "student (days late, points off)"], rows))
+    parts.append("<h2>Extensions granted</h2>")
+    granted = term.granted() if term else []
+    parts.append(_table(["student", "assignment", "new due date", "reason"],
+                        [(s, a, e.due.isoformat(), e.reason) for s, a, e in granted]) if granted else _none())
+    links = sorted((root / "reports").glob("similarity-*.html")) if (root / "reports").is_dir() else []
+    parts.append("<h2>Similarity of students' code</h2>")
+    parts.append("<ul>" + "".join(f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
+                                  for p in links) + "</ul>" if links else
+                 "<p>No similarity report yet: <code>python -m grading similarity ASSIGNMENT</code>.</p>")
+    return parts
 
 
 def summary_paragraph(rows: list[dict], results: list[dict]) -> str:

@@ -47,6 +47,7 @@ from traitlets.config import Config
 from .course import CourseError, load_config, open_api, working_directory
 from .roster import INSTRUCTORS, USER_NAME, ensure_group, gradebook_url, require_root
 from .settings import GradingSettings, load_settings
+from .term import load_term, utc_naive
 
 COURSE_ID = "rnn-course"
 STUDENTS_CONFIG = Path("/etc/jupyter/nbgrader_config.py")
@@ -272,6 +273,12 @@ def release_assignment(root: Path, assignment: str, force: bool = False, due: st
         raise CourseError(f"no release/{assignment} in {root}: run python -m grading release first")
     if due is not None:
         parse_due(due)  # refused before anything is released
+    term = load_term(root)
+    if term is not None and assignment in term.due:
+        if due is not None and parse_due(due) != utc_naive(term.due[assignment]):
+            raise CourseError(f"course.yml (line {term.lines['due:' + assignment]}) says {assignment} is due "
+                              f"{term.due[assignment].isoformat()}: change it there, not with --due")
+        due = term.due[assignment].isoformat()
     api = _exchange_api(root, settings, force)
     with working_directory(root):
         result = api.release_assignment(assignment)
@@ -439,14 +446,15 @@ def collect(root: Path, assignment: str, log: Callable[[str], None] = print,
             group: str = INSTRUCTORS) -> list[CollectedSubmission]:
     """The latest submission of each student, from the exchange's inbound into submitted/<student>/<assignment>/.
 
-    A submission after the assignment's due date (the gradebook's) is collected and marked late; the time
-    written to its timestamp.txt is the one nbgrader's autograde records."""
+    A submission after the student's due date (course.yml's, extension included, else the gradebook's) is
+    collected and marked late; the time written to its timestamp.txt is the one nbgrader's autograde records."""
     root, inbound = _exchange_folder(root, assignment, "inbound", "collect")
     api = open_api(root)
     ignore = list(api.coursedir.ignore)
     max_file, max_total = 1000 * api.coursedir.max_file_size, 1000 * api.coursedir.max_dir_size
     gid = ensure_group(group)
-    due = due_date(root, assignment)
+    term = load_term(root)
+    due = utc_naive(term.due[assignment]) if term and assignment in term.due else due_date(root, assignment)
     latest: dict[str, _Candidate] = {}
     for path in sorted(inbound.iterdir()):
         try:
@@ -472,8 +480,10 @@ def collect(root: Path, assignment: str, log: Callable[[str], None] = print,
             shutil.rmtree(staging, ignore_errors=True)
             log(f"not collected {candidate.path.name}: {exc}")
             continue
-        late = due is not None and candidate.timestamp > due
-        seconds = (candidate.timestamp - due).total_seconds() if late else 0.0
+        extension = term.extension(student, assignment) if term else None
+        student_due = utc_naive(extension.due) if extension else due
+        late = student_due is not None and candidate.timestamp > student_due
+        seconds = (candidate.timestamp - student_due).total_seconds() if late else 0.0
         collected.append(CollectedSubmission(student, folder, candidate.timestamp, late, seconds, candidate.notes))
     return collected
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from conftest import REPO, assignment_names, gradebook_scores, grading, new_course, notebook_names
-from grading.instructor.sample_class import expected_scores, roster
+from grading.instructor.demo_term import LATE_SUBMISSIONS, apply_demo_term
+from grading.instructor.sample_class import PLANTED_COPY, expected_scores, roster
 
 pytestmark = pytest.mark.slow  # runs nbgrader, kernels or the sandbox end to end
 
@@ -18,6 +19,7 @@ SIZE = 32
 def graded_class(tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp("class"))
     grading("sample-class", "--size", str(SIZE), root=course)
+    apply_demo_term(course)  # as make demo: due dates, one extension, three late submissions
     outputs = {a: grading("grade", a, root=course, timeout=1500) for a in assignment_names()}
     return course, outputs
 
@@ -121,3 +123,37 @@ def test_student_bundle_holds_nothing_instructor_only(tmp_path):
             text = (out / path).read_text()
             for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "hidden_check", "grading.instructor"):
                 assert marker not in text, f"{path} contains {marker!r}"
+
+
+def test_the_term_takes_what_course_yml_says_from_the_late_students_only(graded_class):
+    from grading.instructor.scores import assignment_scores
+
+    course, _ = graded_class
+    _, _, table = assignment_scores(course)
+    late = table["student01", "hello_ohlol"]
+    assert late.score > 0 and late.late_penalty == pytest.approx(0.2 * late.score)  # 2 started days
+    extended = table["student02", "hello_ohlol"]
+    assert extended.seconds_late == 0 and extended.late_penalty == 0  # within the extension
+    capped = table["student03", "lstm_gru"]
+    assert capped.score > 0 and capped.final == 0  # past the 3-day cap
+    others = [(s, a) for (s, a), score in table.items() if score.late_penalty and (a, s) not in LATE_SUBMISSIONS]
+    assert not others
+    page = (course / "reports" / "report.html").read_text()
+    assert "Late submissions" in page and "student01 (2 d, -" in page
+    assert "Extensions granted" in page and "medical certificate" in page
+
+
+def test_the_similarity_report_flags_only_the_planted_copy(graded_class):
+    from grading.instructor.similarity import similarity_report
+
+    course, _ = graded_class
+    planted_assignment, source, copier = PLANTED_COPY
+    for assignment in assignment_names():
+        found = similarity_report(course, assignment)
+        flagged = {(p.first, p.second) for p in found.pairs}
+        assert flagged == ({tuple(sorted((source, copier)))} if assignment == planted_assignment else set()), assignment
+        assert "no verdict" in found.path.read_text()
+    out = grading("similarity", planted_assignment, root=course).stdout
+    assert f"{min(source, copier)} + {max(source, copier)}" in out
+    grading("report", root=course)
+    assert f"similarity-{planted_assignment}.html" in (course / "reports" / "report.html").read_text()

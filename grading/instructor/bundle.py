@@ -25,7 +25,7 @@ c.CourseDirectory.course_id = {course_id!r}
 c.Execute.timeout = {timeout}
 {exchange}'''
 INSTRUCTOR_ONLY_PACKAGES = frozenset({"nbval", "pytest", "ruff", "playwright", "bleach", "tinycss2", "jupyterhub",
-                                      "psycopg2-binary", "dask", "distributed"})
+                                      "psycopg2-binary", "dask", "distributed", "copydetect"})
 STUDENT_README = """# RNN course: student bundle
 
 Recurrent neural networks in PyTorch: RNNCell, nn.RNN, batch_first, embeddings, LSTM and GRU.

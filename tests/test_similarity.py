@@ -25,7 +25,8 @@ from grading.instructor import similarity
 from grading.instructor.catalogue import ANSWERS, answers_for
 from grading.instructor.course import CourseError
 from grading.instructor.exercises import EXERCISES
-from grading.instructor.sample_class import PLANTED_COPY, PLANTED_STYLES, roster, submission_notebook, vary, write_class
+from grading.instructor.sample_class import PLANTED_COPY, PLANTED_STYLES, roster, submission_notebook, write_class
+from grading.instructor.variation import vary
 
 # The source's answers in the test class: correct styles with the least in common with the rest of the catalogue.
 SOURCE_STYLES = {"embedding_rnn": "reference", "one_hot": "lookup_table", "one_hot_rnn_head": "explicit_h0",

@@ -67,5 +67,7 @@ bundle: setup
 calibrate: setup
 	$(PY) -m grading calibrate
 
+## Remove what commands regenerate (demo, bundles, reports, autograded notebooks, feedback); the class's
+## gradebook.db (grades and their audit trail) and submitted/ stay.
 clean:
-	rm -rf demo workspace bundle build reports gradebook.db submitted autograded feedback
+	rm -rf demo workspace bundle build reports autograded feedback

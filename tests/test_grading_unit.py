@@ -144,3 +144,31 @@ def test_staged_package_holds_no_instructor_pipeline_or_catalogue(tmp_path):
         assert not (staged / forbidden).exists(), forbidden
     assert not list(staged.rglob("*.ipynb"))
     assert REPO.exists()
+
+
+def test_a_result_lost_with_the_scheduler_stops_the_run_as_lost_not_as_a_crash():
+    """The scheduler dies between a job's completion and the fetch of its result: the run stops as ClusterLost
+    (exit 6, `--resume`), and a result that does not come within the deadline is lost the same way."""
+    from distributed.comm.core import CommClosedError
+
+    from grading.instructor.cluster import ClusterLost, _outcome
+
+    class Future:
+        def __init__(self, status, error):
+            self.status, self.error = status, error
+
+        def result(self, timeout=None):
+            assert timeout is not None
+            raise self.error
+
+        def exception(self, timeout=None):
+            assert timeout is not None
+            return self.error
+
+    for error in (CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed"), TimeoutError()):
+        with pytest.raises(ClusterLost, match="stopped answering"):
+            _outcome(Future("finished", error), None, "tcp://127.0.0.1:1", KeyError)
+    with pytest.raises(ClusterLost):
+        _outcome(Future("cancelled", None), None, "tcp://127.0.0.1:1", KeyError)
+    failure = _outcome(Future("error", ValueError("boom")), "job", "tcp://127.0.0.1:1", KeyError)
+    assert failure.reason == "ValueError: boom"

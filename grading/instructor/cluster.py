@@ -180,6 +180,22 @@ def _run(c, jobs: list[GradingJob], address: str) -> Iterator[JobResult | TaskFa
             client.close(timeout=10)
 
 
+def _outcome(future, job: GradingJob, address: str, killed_worker: type) -> JobResult | TaskFailure:
+    """A finished future's result or failure; fetching it from a scheduler that died meanwhile is ClusterLost."""
+    lost = ClusterLost(f"the Dask scheduler at {address} stopped answering")
+    if future.status == "cancelled":
+        raise lost
+    try:
+        if future.status == "finished":
+            return future.result(timeout=ANSWER_SECONDS)
+        error = future.exception(timeout=ANSWER_SECONDS)
+    except (TimeoutError, OSError, asyncio.CancelledError, concurrent.futures.CancelledError):
+        raise lost from None
+    if isinstance(error, killed_worker):
+        return TaskFailure(job, "the grading workers running it kept dying (KilledWorker)")
+    return TaskFailure(job, f"{type(error).__name__}: {error}")
+
+
 def _collect(client, futures: dict, address: str, wait, first_completed) -> Iterator[JobResult | TaskFailure]:
     from distributed import KilledWorker
 
@@ -196,16 +212,7 @@ def _collect(client, futures: dict, address: str, wait, first_completed) -> Iter
                 raise ClusterLost(f"the Dask scheduler at {address} stopped answering") from None
         for future in done:
             job = pending.pop(future)
-            if future.status == "finished":
-                yield future.result()
-            elif future.status == "cancelled":
-                raise ClusterLost(f"the Dask scheduler at {address} stopped answering")
-            else:
-                error = future.exception()
-                if isinstance(error, KilledWorker):
-                    yield TaskFailure(job, "the grading workers running it kept dying (KilledWorker)")
-                else:
-                    yield TaskFailure(job, f"{type(error).__name__}: {error}")
+            yield _outcome(future, job, address, KilledWorker)
         if not pending:
             break
         if client.status != "running":

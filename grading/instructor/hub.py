@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .audit import FORMGRADER_HOOK
 from .course import load_config
 from .settings import GradingSettings
 from .student_env import instructor_config_dir
@@ -73,64 +74,7 @@ c.CourseDirectory.root = {root!r}
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.db_url = {db_url!r}
 c.Exchange.root = {exchange!r}
-
-
-# Grade changes made in formgrader name their grader in the gradebook's audit trail (python -m grading audit;
-# grading/instructor/audit.py). Self-contained: formgrader's environment has no grading package. It acts only in
-# a running Jupyter server and on a gradebook that has the audit tables: students' Validate, which may read this
-# file, and the grader's own processes are left alone.
-def _grading_audit_hook():
-    import os
-    import sys
-
-    try:
-        from sqlalchemy import event, text
-        from sqlalchemy.orm import Session
-    except ImportError:
-        return
-    if getattr(Session, "_grading_audit_hook", False):
-        return
-    keys = dict(sqlite=("0", "0"), postgresql=("pg_backend_pid()", "txid_current()"))
-    probe = dict(sqlite="SELECT 1 FROM sqlite_master WHERE name = 'grading_audit_context'",
-                 postgresql="SELECT to_regclass('grading_audit_context')")
-
-    def user():
-        import pwd
-
-        try:
-            return os.environ.get("JUPYTERHUB_USER") or pwd.getpwuid(os.geteuid()).pw_name
-        except KeyError:
-            return "uid " + str(os.geteuid())
-
-    def before_flush(session, flush_context, instances):
-        server = sys.modules.get("jupyter_server.serverapp")
-        if server is None or not server.ServerApp.initialized() or session.info.get("grading_audit_context"):
-            return  # not formgrader's process, or a session whose context the grader sets (audit.set_context)
-        if not any(getattr(o, "__tablename__", "") in ("grade", "submitted_notebook")
-                   for o in list(session.new) + list(session.dirty)):
-            return
-        connection = session.connection()
-        dialect = connection.dialect.name
-        if dialect not in keys or connection.execute(text(probe[dialect])).scalar() is None:
-            return
-        key, xact = keys[dialect]
-        connection.execute(text("INSERT INTO grading_audit_context (key, xact, who, why) VALUES (" + key + ", "
-                                + xact + ", :who, 'manual grade (formgrader)') ON CONFLICT (key) DO UPDATE SET "
-                                "xact = excluded.xact, who = excluded.who, why = excluded.why"), dict(who=user()))
-        session.info["grading_audit_key"] = key
-
-    def after_flush(session, flush_context):
-        key = session.info.pop("grading_audit_key", None)
-        if key is not None:
-            session.connection().execute(text("DELETE FROM grading_audit_context WHERE key = " + key))
-
-    event.listen(Session, "before_flush", before_flush)
-    event.listen(Session, "after_flush", after_flush)
-    Session._grading_audit_hook = True
-
-
-_grading_audit_hook()
-'''
+''' + FORMGRADER_HOOK  # the audit trail's formgrader hook (audit.py)
 
 
 def state_dir(root: Path) -> Path:

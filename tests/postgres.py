@@ -230,3 +230,12 @@ class PostgresServer:
         if self.created_account:
             subprocess.run(["userdel", self.account], capture_output=True, timeout=60)
             self.created_account = False
+
+
+def running_server():
+    """A started PostgresServer for a fixture to yield, stopped afterwards (``yield from running_server()``)."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

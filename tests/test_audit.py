@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from nbgrader.api import Grade, Gradebook
-from postgres import PostgresServer
+from postgres import PostgresServer, running_server
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, SAWarning
 
@@ -476,11 +476,7 @@ def test_the_commands(course, capsys):
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from running_server()
 
 
 def pg_url(pg: PostgresServer, database: str) -> str:

@@ -17,7 +17,7 @@ import time
 import psycopg2
 import pytest
 from nbgrader.api import Gradebook
-from postgres import SUPERUSER, PostgresServer
+from postgres import SUPERUSER, running_server
 from sqlalchemy import text
 
 from conftest import REPO, gradebook_scores, grading, results
@@ -106,11 +106,7 @@ json.dump({"entered": entered, "errors": errors, "commits": commits, "rounds": k
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from running_server()
 
 
 def _db_init(root, *args, env=None):

@@ -37,10 +37,13 @@ def honest_roster(names: list[str], size: int) -> dict[str, list[SyntheticStuden
 
 
 class TreeMemory:
-    """Samples the resident memory of a process tree: peak of the sum and peak of one process."""
+    """Samples the memory of a process tree. Kernels are forked from a warm server and share its pages, so a sum
+    of resident sizes counts those pages once per kernel; the proportional set size (``Pss``: each shared page
+    divided among the processes that map it) sums to the memory the tree really holds. Peaks: the tree's Pss, the
+    tree's RSS sum (the overcount, for comparison) and the largest single process's RSS."""
 
     def __init__(self, pid: int):
-        self.pid, self.peak_total, self.peak_single = pid, 0, 0
+        self.pid, self.peak_total, self.peak_single, self.peak_rss_sum = pid, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -49,7 +52,8 @@ class TreeMemory:
         while not self._stop.wait(0.2):
             tree = _descendants(self.pid)
             rss = [_rss(p) for p in tree]
-            self.peak_total = max(self.peak_total, sum(rss))
+            self.peak_total = max(self.peak_total, sum(_pss(p) for p in tree))
+            self.peak_rss_sum = max(self.peak_rss_sum, sum(rss))
             self.peak_single = max([self.peak_single, *rss])
 
     def stop(self) -> None:
@@ -78,6 +82,17 @@ def _rss(pid: int) -> int:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -124,11 +139,12 @@ def run_bench(repo: Path, workdir: Path, size: int) -> int:
     courses, names, notebooks = identical_courses(repo, workdir, ("plain", "course", "unsandboxed"), size)
     print(f"bench: {size} students x {len(names)} assignments = {notebooks} notebooks, {os.cpu_count()} cores")
 
-    plain_time, plain_mem = 0.0, []
+    plain_time, plain_mem, per_assignment = 0.0, [], {}
     for name in names:
         seconds, mem = _timed([sys.executable, "-m", "nbgrader", "autograde", name, "--force"], courses["plain"])
         plain_time += seconds
         plain_mem.append(mem)
+        per_assignment[name] = [seconds]
     print(f"plain nbgrader autograde (sequential):   {plain_time:7.1f} s   {plain_time / notebooks:.2f} s/notebook")
 
     times, mems = {}, {}
@@ -138,6 +154,7 @@ def run_bench(repo: Path, workdir: Path, size: int) -> int:
             seconds, mem = _timed([sys.executable, "-m", "grading", "grade", name, *extra], courses[label])
             total += seconds
             peaks.append(mem)
+            per_assignment[name].append(seconds)
         times[label], mems[label] = total, peaks
     course_time = times["course"]
     print(f"python -m grading grade (sandboxed):     {course_time:7.1f} s   {course_time / notebooks:.2f} s/notebook")
@@ -153,26 +170,68 @@ def run_bench(repo: Path, workdir: Path, size: int) -> int:
             if plain.get(key) != course.get(key) or course.get(key) != bare.get(key):
                 print(f"  {key}: plain {plain.get(key)}, course {course.get(key)}, unsandboxed {bare.get(key)}")
 
-    split: dict[str, list[float]] = {}
-    for result in load_results(courses["course"]):
-        n = max(1, len([k for k in result["notebooks"] if k != "*"]))
-        for key, value in result["seconds"].items():
-            split.setdefault(key, []).append(value / n)
-        for nb in result["notebooks"].values():
-            if nb.get("verify_seconds") is not None:
-                split.setdefault("verifier (sandboxed harness)", []).append(nb["verify_seconds"])
-    print("per-notebook cost inside a worker (mean seconds of wall time, 2 workers in parallel):")
-    for key, values in split.items():
-        print(f"  {key:<30} {sum(values) / len(values):.3f}")
+    for line in cost_split(load_results(courses["course"])):
+        print(line)
+    print("speed-up per assignment (plain nbgrader / sandboxed grader):")
+    for name, (plain_s, course_s, _) in per_assignment.items():
+        print(f"  {name:<14} {plain_s:7.1f} s / {course_s:6.1f} s = {plain_s / course_s:.2f}x")
     sandbox_cost = (times["course"] - times["unsandboxed"]) / notebooks
     print(f"sandbox cost per notebook: {sandbox_cost:+.3f} s of wall time")
     peak_total = max(m.peak_total for m in mems["course"]) / 2**20
+    peak_rss = max(m.peak_rss_sum for m in mems["course"]) / 2**20
     peak_single = max(m.peak_single for m in mems["course"]) / 2**20
     plain_peak = max(m.peak_total for m in plain_mem) / 2**20
-    print(f"peak resident memory, whole course run: {peak_total:.0f} MB (largest single process {peak_single:.0f} MB); "
-          f"plain nbgrader: {plain_peak:.0f} MB")
+    print(f"peak memory, whole course run (sum of Pss over the process tree): {peak_total:.0f} MB (the RSS sum, which "
+          f"counts the kernels' shared pages once each: {peak_rss:.0f} MB; largest single process "
+          f"{peak_single:.0f} MB); plain nbgrader: {plain_peak:.0f} MB")
     print(f"speedup: {plain_time / course_time:.2f}x")
     return 0 if same else 1
 
 
-__all__ = ["run_bench", "results_path"]
+def cost_split(results: list[dict]) -> list[str]:
+    """Where a notebook's grading time goes (mean seconds per notebook, wall time inside one worker, with two
+    workers in parallel), and the slowest cells of the class (mean seconds over the students)."""
+    parts: dict[str, list[float]] = {}
+    cells: dict[tuple[str, str, str], list[float]] = {}
+
+    def add(key: str, value: float | None) -> None:
+        if value is not None:
+            parts.setdefault(key, []).append(max(0.0, value))
+
+    for result in results:
+        seconds = result.get("seconds") or {}
+        notebooks = {k: nb for k, nb in result["notebooks"].items() if k != "*"}
+        n = max(1, len(notebooks))
+        executed = sum(nb.get("execute_seconds") or 0.0 for nb in notebooks.values())
+        verified = sum(nb.get("verify_seconds") or 0.0 for nb in notebooks.values())
+        for name, nb in notebooks.items():
+            start = nb.get("kernel_start_seconds")
+            add("kernel start", start)
+            if nb.get("execute_seconds") is not None and start is not None:
+                add("the notebook's own cells", nb["execute_seconds"] - start)
+            add("verifier start", nb.get("verify_start_seconds"))
+            if nb.get("verify_seconds") is not None:
+                add("verifier work", nb["verify_seconds"] - (nb.get("verify_start_seconds") or 0.0))
+            for label, value in nb.get("slowest_cells") or []:
+                cells.setdefault((result["assignment"], name, label), []).append(value)
+        if "autograde" in seconds:
+            add("nbgrader's bookkeeping", (seconds["autograde"] - executed) / n)
+        if "verify" in seconds:
+            add("job gradebook and reconciling", (seconds["verify"] - verified) / n)
+        add("feedback rendering", seconds.get("feedback", 0.0) / n)
+        add("coordinator: staging, gradebook reads", seconds.get("prepare", 0.0) / n)
+        add("coordinator: gradebook writes, files", seconds.get("record", 0.0) / n)
+        if "total" in seconds:
+            add("worker: the rest", (seconds["total"] - sum(seconds.get(k, 0.0) for k in
+                                                             ("autograde", "verify", "feedback"))) / n)
+    lines = ["per-notebook cost (mean seconds of wall time; 2 workers in parallel):"]
+    for key, values in parts.items():
+        lines.append(f"  {key:<40} {sum(values) / len(values):.3f}")
+    slowest = sorted(cells.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))[:5]
+    lines.append("the 5 slowest cells (mean seconds over the students who ran them):")
+    for (assignment, notebook, label), values in slowest:
+        lines.append(f"  {assignment}/{notebook} {label:<34} {sum(values) / len(values):.3f}")
+    return lines
+
+
+__all__ = ["cost_split", "run_bench", "results_path"]

@@ -38,6 +38,7 @@ from .verifier import checked_code, submission_seed, verify_notebook
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
 INSTRUCTOR_SOURCES = ("instructor/exercises", "instructor/runtime")
 MESSAGE_LIMIT = 1000
+SLOWEST_CELLS = 5  # per notebook, kept in the results for the benchmark's split
 FILE_LIMIT_BYTES = 64 * 2**20  # all the files one job sends back
 
 
@@ -155,6 +156,8 @@ class Grader:
     def run(self, job: GradingJob) -> JobResult:
         """Grade one submission. A grader-side error raises (the coordinator records it, failing closed)."""
         check_version(job.version, self.version, self.name)
+        if not job.verify:  # the kernels leave training checks to the verifier (sandbox_env)
+            raise GradingError("grading without the out-of-kernel verifier is not supported")
         if self.server is None or self._settings != job.settings:
             self.start(settings_from(job.settings))
         elif not self.server.healthy():
@@ -205,6 +208,7 @@ class Grader:
         t0 = time.monotonic()
         SandboxedExecute.incidents = incidents = {}
         SandboxedExecute.durations = durations = {}
+        SandboxedExecute.kernel_starts, SandboxedExecute.cell_times = {}, {}
         SavePendingGrades.kernel_scores = kernels = {}
         if job.notebooks:
             with working_directory(folder):
@@ -273,6 +277,8 @@ def _reconcile(gb, job: GradingJob, sub_nb, nb, verdicts, incidents, durations, 
                kernels: dict[tuple[str, str], float | None]) -> NotebookRecord:
     """Set every graded cell's ``auto_score`` of one notebook to its verified score (a grader's manual score,
     if any, stays and keeps counting); return the notebook's record for the reports."""
+    from .kernels import SandboxedExecute
+
     name, verify = sub_nb.name, job.verify
     anomalies = job.anomalies.get(name, [])
     kernel_errors = _kernel_errors(nb) if nb is not None else {}
@@ -319,7 +325,10 @@ def _reconcile(gb, job: GradingJob, sub_nb, nb, verdicts, incidents, durations, 
         "anomalies": [clean_text(a, 300) for a in anomalies],
         "incident": incidents.get(name),
         "verify_seconds": round(verdicts.seconds, 3) if verdicts else None,
+        "verify_start_seconds": round(verdicts.start_seconds, 3) if verdicts else None,
         "execute_seconds": durations.get(name),
+        "kernel_start_seconds": SandboxedExecute.kernel_starts.get(name),
+        "slowest_cells": sorted(SandboxedExecute.cell_times.get(name, []), key=lambda c: -c[1])[:SLOWEST_CELLS],
     }
 
 

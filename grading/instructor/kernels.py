@@ -111,9 +111,12 @@ class SandboxedExecute(Execute):
 
     # Set by the grading worker before it runs nbgrader (one server per worker process).
     server: KernelServer | None = None
-    # notebook name -> what stopped it (kernel death, deadline), and seconds it ran; reset per submission.
+    # notebook name -> what stopped it (kernel death, deadline), seconds it ran, seconds until its first cell
+    # started (the kernel's start), and each cell's seconds as (grade_id or "cell N", seconds); reset per submission.
     incidents: dict[str, str] = {}
     durations: dict[str, float] = {}
+    kernel_starts: dict[str, float] = {}
+    cell_times: dict[str, list[tuple[str, float]]] = {}
 
     def preprocess(self, nb: NotebookNode, resources: dict, km: object = None) -> tuple[NotebookNode, dict]:
         cls = type(self)
@@ -124,13 +127,15 @@ class SandboxedExecute(Execute):
         manager = ServerKernelManager(cls.server, job)
         self._executed: set[int] = set()
         self._output_bytes: dict[int, int] = {}
+        self._notebook = notebook
+        cls.cell_times[notebook] = []
         expired = threading.Event()
 
         def on_deadline():
             expired.set()
             manager.kill()
 
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         timer = threading.Timer(self.notebook_timeout, on_deadline)
         timer.daemon = True
         timer.start()
@@ -151,8 +156,17 @@ class SandboxedExecute(Execute):
             cls.durations[notebook] = round(time.monotonic() - started, 3)
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        cls = type(self)
+        if not self._executed:
+            cls.kernel_starts[self._notebook] = round(time.monotonic() - self._started, 3)
         self._executed.add(index)
-        return super().preprocess_cell(cell, resources, index)
+        started = time.monotonic()
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        finally:
+            if cell.cell_type == "code":
+                label = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {index}"
+                cls.cell_times[self._notebook].append((str(label), round(time.monotonic() - started, 4)))
 
     def output(self, outs: list[NotebookNode], msg: dict, display_id: str | None,
                cell_index: int) -> NotebookNode | None:

@@ -31,7 +31,10 @@ class NotebookRecord(TypedDict, total=False):
     anomalies: list[str]  # what staging repaired or could not read
     incident: str | None  # what stopped the notebook (kernel death, deadline)
     verify_seconds: float | None
+    verify_start_seconds: float | None  # of verify_seconds: until the harness process ran
     execute_seconds: float | None
+    kernel_start_seconds: float | None  # of execute_seconds: until the first cell started
+    slowest_cells: list[tuple[str, float]]  # the notebook's 5 slowest code cells (grade_id or "cell N", seconds)
 
 
 @dataclass

@@ -43,6 +43,7 @@ class NotebookVerdicts:
     verdicts: dict[str, str | None] = field(default_factory=dict)  # test cell grade_id -> None | message
     exercise_of: dict[str, str] = field(default_factory=dict)  # test cell grade_id -> exercise grade_id
     seconds: float = 0.0
+    start_seconds: float = 0.0  # of which: until the harness process was running (the rest is its work)
 
 
 def course_secret(root: Path) -> bytes:
@@ -136,7 +137,8 @@ def verify_notebook(server: KernelServer, assignment: str, notebook: str, nb: No
             continue
         to_run.append((exercise, exercise.cases(seed)))
     if to_run:
-        observed = _run_harness(server, to_run, sources, setup_imports(nb), server.settings.exercise_timeout + 5)
+        observed = _run_harness(server, to_run, sources, setup_imports(nb), server.settings.exercise_timeout + 5,
+                                result)
         for exercise, cases in to_run:
             _judge(result, exercise, cases, observed.get(exercise.grade_id) or {"error": "the check returned nothing"})
     result.seconds = time.monotonic() - started
@@ -148,8 +150,10 @@ def _fail_all(result: NotebookVerdicts, exercise: Exercise, message: str) -> Non
         result.verdicts[tid] = message
 
 
-def _run_harness(server: KernelServer, to_run, sources: dict[str, str], imports: str, timeout: float) -> dict:
+def _run_harness(server: KernelServer, to_run, sources: dict[str, str], imports: str, timeout: float,
+                 timing: NotebookVerdicts | None = None) -> dict:
     """Run the solution cells under the harness; its answer comes back through a pipe the server holds."""
+    started = time.monotonic()
     job = server.new_job()
     try:
         request = {
@@ -157,6 +161,8 @@ def _run_harness(server: KernelServer, to_run, sources: dict[str, str], imports:
                            "cases": [dataclasses.asdict(c) for c in cases]} for ex, cases in to_run],
         }
         pid = server.call(cmd="harness", dir=job.inside, request=request)["pid"]
+        if timing is not None:
+            timing.start_seconds = time.monotonic() - started
         limit = timeout * len(to_run) + 5
         reply = server.call(cmd="collect", pid=pid, timeout=limit, limit=RESULT_LIMIT_BYTES, reply_timeout=limit + 15)
         problem = reply.get("problem") if isinstance(reply, dict) else "no answer"

@@ -11,6 +11,7 @@ modules hold them is declared in :mod:`grading.instructor.exercises.registry`.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from grading.student.checks import CheckFailed, quiet
@@ -20,14 +21,23 @@ from .registry import exercise_modules
 
 # Seed of the in-kernel hidden tests (feedback). The verifier draws its own per submission.
 KERNEL_SEED = 20241128
+# Set in the grading kernels' environment (sandbox.sandbox_env): the out-of-kernel verifier's verdicts count.
+VERIFIER_DECIDES = "GRADING_VERIFIER_DECIDES"
 
 EXERCISES: dict[str, Exercise] = {ex.grade_id: ex for mod in exercise_modules().values() for ex in mod.EXERCISES}
 BY_TEST_ID: dict[str, Exercise] = {tid: ex for ex in EXERCISES.values() for tid in ex.test_ids}
 
 
 def hidden_check(test_id: str, obj: Any, seed: int = KERNEL_SEED) -> None:
-    """Run the hidden cases of one test cell in-process; raise CheckFailed with the diagnosis."""
+    """Run the hidden cases of one test cell in-process; raise CheckFailed with the diagnosis.
+
+    While grading, a test cell the verifier alone decides (``Exercise.verifier_only``: it trains the student's
+    model, as the verifier does with the submission's own seed) is not trained a second time here: a student who
+    sets the variable only skips work whose verdict never counted."""
     exercise = BY_TEST_ID[test_id]
+    if test_id in exercise.verifier_only and os.environ.get(VERIFIER_DECIDES) == "1":
+        print("(hidden training cases: the out-of-kernel check trains and decides)")
+        return
     violation = exercise.scratch_violation_in_object(obj)
     if violation:
         raise CheckFailed(violation)

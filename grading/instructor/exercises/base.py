@@ -143,6 +143,9 @@ class Exercise:
     assignment: str = ""
     notebook: str = ""
     test_ids: tuple[str, ...] = ()
+    # Test cells whose hidden cases train a model: while grading, the out-of-kernel verifier trains the same way
+    # and its verdict alone counts, so the in-kernel hidden check leaves them to it (``hidden_check``).
+    verifier_only: tuple[str, ...] = ()
     # Names whose use means the code is not "from scratch" (None: no such rule).
     forbidden_names: tuple[str, ...] | None = None
     forbidden_reason: str = ""

@@ -498,6 +498,7 @@ class OneHotRNNExercise(_ModelExercise):
     assignment = "hello_ohlol"
     notebook = "one_hot_rnn"
     test_ids = ("test_one_hot_rnn_head", "test_one_hot_rnn_head_training")
+    verifier_only = ("test_one_hot_rnn_head_training",)
 
     embedding = False
     batch_first = False
@@ -537,6 +538,7 @@ class EmbeddingRNNExercise(_ModelExercise):
     assignment = "hello_ohlol"
     notebook = "embedding_rnn"
     test_ids = ("test_embedding_rnn_shape", "test_embedding_rnn_structure", "test_embedding_rnn_training")
+    verifier_only = ("test_embedding_rnn_training",)
 
     embedding = True
     batch_first = True

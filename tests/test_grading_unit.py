@@ -172,3 +172,24 @@ def test_a_result_lost_with_the_scheduler_stops_the_run_as_lost_not_as_a_crash()
         _outcome(Future("cancelled", None), None, "tcp://127.0.0.1:1", KeyError)
     failure = _outcome(Future("error", ValueError("boom")), "job", "tcp://127.0.0.1:1", KeyError)
     assert failure.reason == "ValueError: boom"
+
+
+def test_a_job_gradebook_is_created_in_process_exactly_as_nbgrader_creates_one(tmp_path):
+    """nbgrader creates a gradebook by running `alembic heads` in a new Python process (about a second per grading
+    run); the grader builds the same schema and revision in process."""
+    import sqlite3
+
+    from nbgrader.api import Gradebook
+
+    from grading.instructor.job_gradebook import new_sqlite_gradebook
+
+    Gradebook(f"sqlite:///{tmp_path / 'nbgrader.db'}", "course").close()
+    Gradebook(new_sqlite_gradebook(tmp_path / "ours.db"), "course").close()
+
+    def schema(path):
+        with sqlite3.connect(path) as db:
+            return (sorted(db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()),
+                    db.execute("SELECT version_num FROM alembic_version").fetchall())
+
+    assert schema(tmp_path / "ours.db") == schema(tmp_path / "nbgrader.db")
+    assert len(schema(tmp_path / "ours.db")[1]) == 1

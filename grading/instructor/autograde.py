@@ -240,8 +240,8 @@ def _local_shutdown() -> None:
         _LOCAL["grader"].close()
 
 
-def _local_results(c: Coordinator, jobs: list[GradingJob], scratch: Path) -> Iterator[JobResult | TaskFailure]:
-    count = max(1, min(c.options.jobs or os.cpu_count() or 1, len(jobs)))
+def _local_pool(c: Coordinator, count: int, scratch: Path) -> WorkerPool:
+    """``count`` local grading workers, forked now: their kernel servers start while the coordinator stages the jobs."""
     mpl = scratch / "mpl"
     build_mpl_cache(mpl)
     staged = stage_package(scratch / "package") if c.options.sandboxed else None
@@ -251,6 +251,11 @@ def _local_results(c: Coordinator, jobs: list[GradingJob], scratch: Path) -> Ite
                     c.version, c.settings)
 
     pool = WorkerPool(count, init, _local_run, deadline=lambda job: job.budget, shutdown=_local_shutdown)
+    pool.start(count)
+    return pool
+
+
+def _local_results(pool: WorkerPool, jobs: list[GradingJob]) -> Iterator[JobResult | TaskFailure]:
     try:
         yield from pool.map(jobs)
     except PoolStartError as exc:
@@ -296,19 +301,22 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     c.secret = course_secret(root)
     c.version = worker_version(PACKAGE_ROOT, root)
     c.term = term
-    if c.term is not None:  # the due date the jobs' gradebook carries
-        gradebook_write(c.db_url, c.course_id, lambda gb: sync_term(gb, c.term, assignment, []))
-    c.template = assignment_template(c.db_url, c.course_id, assignment)
     results: list[SubmissionResult] = []
     progress = Progress(len(todo), quiet=options.quiet)
+    pool = None
     try:
+        if todo and not options.cluster:
+            pool = _local_pool(c, max(1, min(options.jobs or os.cpu_count() or 1, len(todo))), scratch / "local")
+        if c.term is not None:  # the due date the jobs' gradebook carries
+            gradebook_write(c.db_url, c.course_id, lambda gb: sync_term(gb, c.term, assignment, []))
+        c.template = assignment_template(c.db_url, c.course_id, assignment)
         jobs = [c.job(student) for student in todo]
         if options.cluster:
             from .cluster import cluster_results
 
             outcomes = cluster_results(c, jobs, options.cluster)
         else:
-            outcomes = _local_results(c, jobs, scratch / "local")
+            outcomes = _local_results(pool, jobs)
         if jobs:
             for outcome in outcomes:
                 if isinstance(outcome, TaskFailure):
@@ -323,6 +331,8 @@ def grade(root: Path, assignment: str, students: list[str] | None = None, option
     except GradingInterrupted as exc:
         raise GradingInterrupted(_interrupted(journal, str(exc))) from None
     finally:
+        if pool is not None:
+            pool.close()
         progress.finish()
         cleanup_scratch(scratch)
         if own_scratch:

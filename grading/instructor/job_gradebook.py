@@ -10,19 +10,49 @@ scores. It holds no solution and no other student.
 from __future__ import annotations
 
 import datetime
+import functools
 import tempfile
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+import nbgrader
+from nbgrader.api import Base, Gradebook, MissingEntry
 
 SOURCE_FIELDS = ("cell_type", "locked", "source", "checksum")
+
+
+@functools.cache
+def alembic_head() -> str:
+    """nbgrader's current schema revision, read from its migration scripts in this process (nbgrader itself runs
+    ``alembic heads`` in a new Python process, about a second, whenever it creates a gradebook)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(nbgrader.__file__).parent / "alembic"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def new_sqlite_gradebook(path: Path) -> str:
+    """Create an empty sqlite gradebook at ``path``, as nbgrader would (its tables and alembic revision); its URL."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{path}"
+    engine = create_engine(url, future=True)
+    try:
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as db:
+            db.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            db.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": alembic_head()})
+    finally:
+        engine.dispose()
+    return url
 
 
 def assignment_template(db_url: str, course_id: str, assignment: str) -> bytes:
     """A sqlite gradebook (as bytes) with ``assignment``'s notebooks and cells copied from the course's."""
     with tempfile.TemporaryDirectory(prefix="rnn-template-") as tmp:
         path = Path(tmp) / "gradebook.db"
-        with Gradebook(db_url, course_id) as course, Gradebook(f"sqlite:///{path}", course_id) as job:
+        with Gradebook(db_url, course_id) as course, Gradebook(new_sqlite_gradebook(path), course_id) as job:
             source = course.find_assignment(assignment)
             job.update_or_create_assignment(assignment, duedate=source.duedate)
             for nb in source.notebooks:

@@ -77,23 +77,48 @@ class WorkerPool:
         self.shutdown = shutdown
         self.ctx = multiprocessing.get_context("fork")
         self.workers: list[_Worker] = []
+        self._starting: list[_Worker] = []
         self.replaced = 0
 
+    def start(self, count: int) -> None:
+        """Fork ``count`` workers now, to initialise while the caller prepares the tasks; ``map`` waits for them."""
+        if not self._starting and not self.workers:
+            self._starting = [self._fork(i) for i in range(max(1, count))]
+
     def _spawn(self, index: int) -> _Worker:
+        return self._ready(self._fork(index))
+
+    def _ready_all(self) -> list[_Worker]:
+        """The started workers, once every one of them has initialised (their kernel servers start in parallel)."""
+        started, self._starting = self._starting, []
+        try:
+            return [self._ready(worker) for worker in started]
+        except BaseException:
+            for worker in started:
+                self._kill(worker)
+            raise
+
+    def _fork(self, index: int) -> _Worker:
         parent, child = self.ctx.Pipe()
         process = self.ctx.Process(target=_worker_main, args=(child, index, self.init, self.run, self.shutdown),
                                    daemon=True)
         process.start()
         child.close()
         worker = _Worker(index, process, parent)
-        if not parent.poll(INIT_TIMEOUT):
+        worker.deadline = time.monotonic() + INIT_TIMEOUT
+        return worker
+
+    def _ready(self, worker: _Worker) -> _Worker:
+        """Wait (until the worker's start deadline) for its report that it initialised."""
+        if not worker.conn.poll(max(0.0, worker.deadline - time.monotonic())):
             self._kill(worker)
-            raise PoolStartError(f"worker {index} did not start within {INIT_TIMEOUT:.0f} s")
+            raise PoolStartError(f"worker {worker.index} did not start within {INIT_TIMEOUT:.0f} s")
         try:
-            kind, message, _ = parent.recv()
+            kind, message, _ = worker.conn.recv()
         except EOFError:
             self._kill(worker)
-            raise PoolStartError(f"worker {index} died while starting (exit code {process.exitcode})") from None
+            raise PoolStartError(f"worker {worker.index} died while starting (exit code "
+                                 f"{worker.process.exitcode})") from None
         if kind != "ready":
             self._kill(worker)
             raise PoolStartError(message)
@@ -110,25 +135,22 @@ class WorkerPool:
         worker.conn.close()
 
     def map(self, tasks: list) -> Iterator[Any]:
-        """Yield one result (or TaskFailure) per task, in completion order."""
+        """Yield one result (or TaskFailure) per task, in completion order.
+
+        A worker that finishes gets its next task before the caller sees the result, so recording a result never
+        keeps a worker idle."""
         queue = deque((task, 0) for task in tasks)
         try:
-            self.workers = [self._spawn(i) for i in range(min(self.jobs, len(tasks)) or 1)]
+            self.start(min(self.jobs, len(tasks)))
+            self.workers = self._ready_all()
             pending = len(tasks)
             while pending:
-                for worker in self.workers:
-                    if worker.task is None and queue:
-                        worker.task, worker.attempts = queue.popleft()
-                        worker.deadline = time.monotonic() + self.deadline(worker.task)
-                        try:
-                            worker.conn.send(worker.task)
-                        except OSError:  # the worker died while idle: a new one takes the task
-                            self._replace(worker)
-                            worker.conn.send(worker.task)
+                self._hand_out(queue)
                 busy = [w for w in self.workers if w.task is not None]
                 timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
-                for worker in list(busy):
+                finished = []
+                for worker in busy:
                     outcome = self._check(worker, ready)
                     if outcome is None:
                         continue
@@ -136,11 +158,26 @@ class WorkerPool:
                     if kind == "retry":
                         queue.appendleft((worker.task, worker.attempts + 1))
                     else:
-                        pending -= 1
-                        yield value
+                        finished.append(value)
                     worker.task = None
+                self._hand_out(queue)
+                for value in finished:
+                    pending -= 1
+                    yield value
         finally:
             self.close()
+
+    def _hand_out(self, queue: deque) -> None:
+        """Give every idle worker the next task, with its deadline."""
+        for worker in self.workers:
+            if worker.task is None and queue:
+                worker.task, worker.attempts = queue.popleft()
+                worker.deadline = time.monotonic() + self.deadline(worker.task)
+                try:
+                    worker.conn.send(worker.task)
+                except OSError:  # the worker died while idle: a new one takes the task
+                    self._replace(worker)
+                    worker.conn.send(worker.task)
 
     def _check(self, worker: _Worker, ready: list) -> tuple[str, Any] | None:
         """What became of the worker's task: None (still running), a result, a retry or a failure."""
@@ -170,6 +207,10 @@ class WorkerPool:
         self.replaced += 1
 
     def close(self) -> None:
+        """Stop every worker (those still starting too)."""
+        for worker in self._starting:
+            self._kill(worker)
+        self._starting = []
         for worker in self.workers:
             try:
                 worker.conn.send(None)

@@ -154,7 +154,7 @@ def sandbox_env(sandboxed: bool, settings: GradingSettings, mpl_dir: str = MPL_I
         "TORCHINDUCTOR_CACHE_DIR": f"{mpl_dir}/torchinductor",  # the server's own, kept out of the shared /tmp
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "GRADING_SANDBOXED": "1" if sandboxed else "0",
-        "GRADING_VERIFIER_DECIDES": "1",  # hidden training checks leave the training to the verifier
+        "GRADING_VERIFIER_DECIDES": "1",  # training checks leave it to the verifier (student.checks.grader_trains)
         "LANG": "C.UTF-8",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         **({"PYTHONPATH": COURSE_INSIDE} if sandboxed else {}),

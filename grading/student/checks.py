@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,21 @@ _TRAP_KEY = "CompositeImplicitAutograd"
 # Dimension names in the order a message names a swapped pair ("you swapped seq_len and batch").
 DIM_ORDER = ("seq_len", "batch", "input_size", "hidden_size", "num_layers", "len(indices)", "num_classes",
              "num_class", "embedding_size")
+
+
+# Set only in the grader's kernels (grading.instructor.sandbox): there the grader's out-of-kernel check trains the
+# model again with its own seed and decides the grade, so a check need not train it a first time.
+VERIFIER_DECIDES = "GRADING_VERIFIER_DECIDES"
+
+
+def grader_trains(what: str) -> bool:
+    """True while grading: the training checks leave ``what`` to the grader's out-of-kernel check, and say so.
+
+    A student who sets the variable in their own kernel only skips their own check: grades never come from it."""
+    if os.environ.get(VERIFIER_DECIDES) != "1":
+        return False
+    print(f"{what}: the grader trains it again out of the kernel, with its own seed, and that check decides this test.")
+    return True
 
 
 class CheckFailed(AssertionError):

@@ -43,7 +43,7 @@ from .cell_diagnosis import (
     run_cell,
     scratch_violation,
 )
-from .checks import CheckFailed, call, check_type, compare_table, quiet
+from .checks import CheckFailed, call, check_type, compare_table, grader_trains, quiet
 
 CHARS = "ehlo"  # idx2char of Liu Er's notes: e=0, h=1, l=2, o=3
 NUM_CLASS = len(CHARS)
@@ -376,6 +376,8 @@ def _check_gradients(cls, kind: str) -> None:
 def _check_training(cls, kind: str) -> None:
     _new_cell(cls, kind, EMBEDDING_SIZE, HIDDEN_SIZE)
     _diagnosis(cls, kind, LEAD["training"])
+    if grader_trains(f"CharModel with {CLASS_NAME[kind]}"):
+        return
     case = training_case(kind, "ohlol", SEED)
     observed = call(train_cell, cls, kind, case, name=f"training with {CLASS_NAME[kind]}")
     if "error" not in observed:

@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from grading.student.checks import CheckFailed, quiet
+from grading.student.checks import VERIFIER_DECIDES, CheckFailed, quiet
 
 from .base import Case, Exercise, run_cases
 from .registry import exercise_modules
 
 # Seed of the in-kernel hidden tests (feedback). The verifier draws its own per submission.
 KERNEL_SEED = 20241128
-# Set in the grading kernels' environment (sandbox.sandbox_env): the out-of-kernel verifier's verdicts count.
-VERIFIER_DECIDES = "GRADING_VERIFIER_DECIDES"
 
 EXERCISES: dict[str, Exercise] = {ex.grade_id: ex for mod in exercise_modules().values() for ex in mod.EXERCISES}
 BY_TEST_ID: dict[str, Exercise] = {tid: ex for ex in EXERCISES.values() for tid in ex.test_ids}

@@ -6,6 +6,6 @@ import sys
 # nbgrader shells out to `alembic`, installed beside this interpreter.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-from grading.instructor.cli import main
+from grading.instructor.cli import exit_process, main
 
-sys.exit(main())
+exit_process(main())

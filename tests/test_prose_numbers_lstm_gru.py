@@ -130,18 +130,29 @@ def test_value_tolerance_in_the_docstring_is_the_checks(grade_id):
     assert f"float64, max difference below {value_tolerance()}" in docstring(NOTEBOOK[grade_id], values)
 
 
+def demo_epochs(path: str, grade_id: str) -> int:
+    """The epochs the notebook's demonstration trains for (fewer than the graded check's: the curves need no more)."""
+    found = re.findall(r'train_char_model\(model, "hello", "ohlol", num_epochs=(\d+)\)', cells(path)[grade_id].source)
+    assert len(found) == 1, found
+    return int(found[0])
+
+
 def test_losses_of_torchs_cells_from_the_fixed_start():
+    epochs = demo_epochs(LSTM, "lstm_code_23")
+    assert epochs == demo_epochs(GRU, "gru_code_23") < NUM_EPOCHS
     losses = {}
     for kind, cell_class in (("lstm", nn.LSTMCell), ("gru", nn.GRUCell)):
         model = CharModel(cell_class, kind)
         model.load_state_dict(initial_state(kind, seed=0))
-        losses[kind] = train_char_model(model, "hello", "ohlol")
+        losses[kind] = train_char_model(model, "hello", "ohlol", num_epochs=epochs)
     lstm, gru = losses["lstm"], losses["gru"]
-    assert_quoted(LSTM, "`initial_state(\"lstm\", seed=0)`", f"With `nn.LSTMCell` the summed loss falls from "
-                  f"{lstm[0]:.2f} to {lstm[-1]:.4f}.")
-    assert_quoted(GRU, f"From `initial_state(kind, seed=0)` the summed loss of `nn.GRUCell` falls from {gru[0]:.2f} "
+    assert_quoted(LSTM, "`initial_state(\"lstm\", seed=0)`",
+                  f"They train for {epochs} epochs, enough to see the curves (the graded check below trains for "
+                  f"{NUM_EPOCHS}).", f"With `nn.LSTMCell` the summed loss falls from {lstm[0]:.2f} to {lstm[-1]:.4f}.")
+    assert_quoted(GRU, f"trained for {epochs} epochs (the graded check below trains for {NUM_EPOCHS})",
+                  f"From `initial_state(kind, seed=0)` the summed loss of `nn.GRUCell` falls from {gru[0]:.2f} "
                   f"to {gru[-1]:.4f}, that of `nn.LSTMCell` from {lstm[0]:.2f} to {lstm[-1]:.4f}.")
-    assert max(lstm[-1], gru[-1]) < LOSS_THRESHOLD
+    assert max(lstm[-1], gru[-1]) < LOSS_THRESHOLD / 10, "the demonstration still shows a trained model"
 
 
 # ----------------------------------------------------------------------------- the gradient experiment

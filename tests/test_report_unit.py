@@ -261,8 +261,10 @@ def submission_notebook() -> nbformat.NotebookNode:
     return nb
 
 
-def feedback_page(course: Path, student: str, comment: str = "see <img src=x onerror=alert(3)>") -> str:
-    """nbgrader's own feedback for ``student``, with the grading settings' preprocessors."""
+def feedback_page(course: Path, student: str, comment: str = "see <img src=x onerror=alert(3)>",
+                  exporter: str = "") -> str:
+    """nbgrader's own feedback for ``student``, with the grading settings' preprocessors (and exporter, unless
+    ``exporter`` names another)."""
     from grading.instructor.course import open_api, working_directory
     from grading.instructor.settings import GradingSettings, grading_config
 
@@ -274,6 +276,8 @@ def feedback_page(course: Path, student: str, comment: str = "see <img src=x one
         gb.db.commit()
     with working_directory(course):
         config = grading_config(course / "submitted", GradingSettings())
+        if exporter:
+            config.GenerateFeedback.exporter_class = exporter
         outcome = open_api(course, config).generate_feedback(A, student, force=True)
     assert outcome["success"], outcome
     return (course / "feedback" / student / A / f"{NB}.html").read_text()
@@ -292,9 +296,38 @@ def test_feedback_page_runs_no_student_script_and_keeps_figures(course):
     assert "$h_t = \\tanh(x_t &lt; 1)$" in page  # math reaches MathJax as nbconvert writes it
 
 
+def test_the_feedback_exporter_writes_the_page_nbconverts_exporter_writes(course):
+    """FeedbackExporter keeps compiled templates and skips nbconvert's BeautifulSoup pass: same text, same tags
+    and attributes (an image without alt text gets nbconvert's), from a fresh exporter and from a warm one."""
+    from bs4 import BeautifulSoup
+
+    from grading.instructor.feedback import MISSING_ALT, FeedbackExporter
+
+    def shape(page: str) -> tuple[str, list]:
+        """Text, tags and attributes; cell ids left out (each call writes the notebook with new random ones)."""
+        soup = BeautifulSoup(page, "html.parser")
+        return soup.get_text(), [(tag.name, sorted((k, v) for k, v in tag.attrs.items() if not str(v).startswith(
+            "cell-id=")), ) for tag in soup.find_all()]
+
+    theirs = feedback_page(course, "bob", comment="a figure: <img src='x.png'>",
+                           exporter="nbconvert.exporters.HTMLExporter")
+    for _ in range(2):
+        ours = feedback_page(course, "bob", comment="a figure: <img src='x.png'>")
+        assert shape(ours) == shape(theirs)
+    assert ("img", {"src": "x.png", "alt": MISSING_ALT}) in parse(ours).tags
+    assert FeedbackExporter._compiled._code, "the compiled templates are kept"
+
+
+def page_text(page: str) -> str:
+    """What a browser shows of ``page``: its text, every character reference decoded once."""
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(page, "html.parser").get_text()
+
+
 def test_feedback_escapes_verdicts_once(course):
     page = feedback_page(course, HOSTILE)
-    assert html.escape(HOSTILE_MESSAGE, quote=False) in page
+    assert HOSTILE_MESSAGE in page_text(page)
     assert "&amp;lt;" not in page and "<script>alert(1)" not in page
 
 
@@ -361,10 +394,10 @@ SHAPE_DIAGNOSIS = ("test_gru_shapes: 0/1 (GRUCellScratch(3, 4).weight_ih has sha
 
 def test_the_verifiers_comment_reads_as_literal_text(course):
     page = feedback_page(course, "bob", VERIFIER_COMMENT + SHAPE_DIAGNOSIS + "\nsecond line <b>x</b>")
-    shown = html.escape(VERIFIER_COMMENT + SHAPE_DIAGNOSIS, quote=False)
-    assert shown in page, "the diagnosis must reach the student character for character"
+    shown = VERIFIER_COMMENT + SHAPE_DIAGNOSIS + "\nsecond line <b>x</b>"
+    assert shown in page_text(page), "the diagnosis must reach the student character for character"
     assert "(3hidden_size" not in page and "<em>hidden_size" not in page
-    assert "\nsecond line &lt;b&gt;x&lt;/b&gt;</pre>" in page
+    assert "&#10;second line &lt;b&gt;x&lt;/b&gt;</pre>" in page
 
 
 def test_an_instructors_comment_is_still_markdown(course):

@@ -111,6 +111,7 @@ def grading_config(staged_submissions: Path, settings: GradingSettings, verify: 
     c.SandboxedExecute.notebook_timeout = settings.notebook_timeout
     c.SandboxedExecute.max_output_bytes = settings.output_limit_bytes
     c.SandboxedExecute.interrupt_on_timeout = True
+    c.GenerateFeedback.exporter_class = "grading.instructor.feedback.FeedbackExporter"
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

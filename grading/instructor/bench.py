@@ -78,21 +78,19 @@ def _descendants(root: int) -> list[int]:
 
 
 def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_bytes(pid, "status", "VmRSS:")
 
 
 def _pss(pid: int) -> int:
+    return _proc_bytes(pid, "smaps_rollup", "Pss:")
+
+
+def _proc_bytes(pid: int, name: str, key: str) -> int:
+    """The size after ``key`` in /proc/PID/``name`` (given in kB there), in bytes; 0 for a process that is gone."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
@@ -141,7 +142,18 @@ def test_a_dead_worker_is_replaced_and_the_class_goes_on(course, monkeypatch):
 
 
 def test_a_submission_over_its_budget_is_a_grading_error_with_its_own_exit_status(course):
-    out = grading("grade", A, "--jobs", "1", root=course, check=False, env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+    """Both submissions end with a 5 s sleep, against a budget of 1 s (a whole submission can grade in less)."""
+    submitted = {student: course / "submitted" / student / A / f"{NB}.ipynb" for student in ("cheater", "honest")}
+    kept = {path: path.read_bytes() for path in submitted.values()}
+    for path in submitted.values():
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(5)"))
+        nbformat.write(nb, path)
+    try:
+        out = grading("grade", A, "--jobs", "1", root=course, check=False, env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
     assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
     assert "longer than its budget" in out.stdout and "exit status 3" in out.stdout
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}

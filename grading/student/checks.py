@@ -28,8 +28,8 @@ DIM_ORDER = ("seq_len", "batch", "input_size", "hidden_size", "num_layers", "len
              "num_class", "embedding_size")
 
 
-# Set only in the grader's kernels (grading.instructor.sandbox): there the grader's out-of-kernel check trains the
-# model again with its own seed and decides the grade, so a check need not train it a first time.
+# Set only in the grader's own kernels: there the grader's out-of-kernel check trains the model again with its own
+# seed and decides the grade, so a check need not train it a first time.
 VERIFIER_DECIDES = "GRADING_VERIFIER_DECIDES"
 
 

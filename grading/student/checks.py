@@ -33,11 +33,16 @@ DIM_ORDER = ("seq_len", "batch", "input_size", "hidden_size", "num_layers", "len
 VERIFIER_DECIDES = "GRADING_VERIFIER_DECIDES"
 
 
+def in_grading_kernel() -> bool:
+    """True in the grader's own kernels, where the out-of-kernel check decides every grade."""
+    return os.environ.get(VERIFIER_DECIDES) == "1"
+
+
 def grader_trains(what: str) -> bool:
     """True while grading: the training checks leave ``what`` to the grader's out-of-kernel check, and say so.
 
     A student who sets the variable in their own kernel only skips their own check: grades never come from it."""
-    if os.environ.get(VERIFIER_DECIDES) != "1":
+    if not in_grading_kernel():
         return False
     print(f"{what}: the grader trains it again out of the kernel, with its own seed, and that check decides this test.")
     return True

@@ -11,10 +11,9 @@ modules hold them is declared in :mod:`grading.instructor.exercises.registry`.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from grading.student.checks import VERIFIER_DECIDES, CheckFailed, quiet
+from grading.student.checks import CheckFailed, in_grading_kernel, quiet
 
 from .base import Case, Exercise, run_cases
 from .registry import exercise_modules
@@ -33,7 +32,7 @@ def hidden_check(test_id: str, obj: Any, seed: int = KERNEL_SEED) -> None:
     model, as the verifier does with the submission's own seed) is not trained a second time here: a student who
     sets the variable only skips work whose verdict never counted."""
     exercise = BY_TEST_ID[test_id]
-    if test_id in exercise.verifier_only and os.environ.get(VERIFIER_DECIDES) == "1":
+    if test_id in exercise.verifier_only and in_grading_kernel():
         print("(hidden training cases: the out-of-kernel check trains and decides)")
         return
     violation = exercise.scratch_violation_in_object(obj)

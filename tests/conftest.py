@@ -36,6 +36,17 @@ def grading(*args: str, root: Path, check: bool = True, timeout: float = 900,
 # Short limits so that hostile notebooks cost seconds, not minutes.
 QUICK_LIMITS = {"GRADING_CELL_TIMEOUT": "6", "GRADING_NOTEBOOK_TIMEOUT": "25", "GRADING_MEMORY_MB": "1024",
                 "GRADING_EXERCISE_TIMEOUT": "6", "GRADING_NPROC": "64"}
+# The capstone trains a model in its notebook and again in the verifier (a few seconds each, more on a loaded
+# machine): its honest submissions need the production limits' order of magnitude, not the quick ones.
+CAPSTONE_LIMITS = {**QUICK_LIMITS, "GRADING_CELL_TIMEOUT": "30", "GRADING_NOTEBOOK_TIMEOUT": "90",
+                   "GRADING_EXERCISE_TIMEOUT": "30"}
+
+
+def limits_for(assignment: str) -> dict[str, str]:
+    """The grading limits a test gives ``assignment``: quick, or the capstone's own."""
+    from grading.instructor.exercises.registry import CAPSTONES
+
+    return CAPSTONE_LIMITS if assignment in CAPSTONES else QUICK_LIMITS
 
 
 def with_solution(nb: nbformat.NotebookNode, grade_id: str, source: str) -> nbformat.NotebookNode:

@@ -8,10 +8,10 @@ with a correct one, and the whole set is graded in one class run through ``pytho
 import pytest
 
 from conftest import (
-    QUICK_LIMITS,
     REPO,
     gradebook_scores,
     grading,
+    limits_for,
     new_course,
     results,
     source_nb,
@@ -46,6 +46,9 @@ TARGETS = {
                       "self.weight_hh, self.bias_ih, self.bias_hh)"),
     "lstm_cell": (None, "torch.nn.LSTMCell = LSTMCellScratch\nnn.LSTMCell = LSTMCellScratch"),
     "gru_cell": (None, "torch.nn.GRUCell = GRUCellScratch\nnn.GRUCell = GRUCellScratch"),
+    # The capstone (its own time limits): the state log's judge silenced in the kernel.
+    "train_tbptt": ("check_train_tbptt",
+                    "import grading.student.char_lm as lm\nlm.state_problem = lambda *a, **k: None"),
 }
 
 
@@ -84,7 +87,7 @@ def cheating_run(tmp_path_factory):
     for assignment in assignments:
         honest = {n: source_nb(assignment, n) for n in [p[1] for p in PLAN.values() if p[0] == assignment][:1]}
         submit(course, "honest", assignment, honest)
-        grading("grade", assignment, root=course, env=QUICK_LIMITS, timeout=1500)
+        grading("grade", assignment, root=course, env=limits_for(assignment), timeout=1500)
     return course
 
 

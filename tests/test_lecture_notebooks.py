@@ -61,13 +61,14 @@ def _markdown(nb) -> str:
     return "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
-def test_there_are_five_lecture_notebooks():
+def test_there_are_six_lecture_notebooks():
     assert [nb.name for nb in NOTEBOOKS] == [
         "01_rnn_basics.ipynb",
         "02_nn_rnn_batch_first.ipynb",
         "03_hello_ohlol.ipynb",
         "04_embedding.ipynb",
         "05_lstm_gru.ipynb",
+        "06_text_generation.ipynb",
     ]
 
 

@@ -33,6 +33,7 @@ from .attempts import gradebook_write, record_grading_error
 from .audit import set_context
 from .course import CourseError, load_config, open_api
 from .database import check_gradebook
+from .exercises.data import data_files
 from .grader import Grader, GradingError, settings_values
 from .job_gradebook import assignment_template, student_rows, write_machine_rows
 from .jobs import GradingJob, JobResult, TaskFailure, worker_version
@@ -132,7 +133,8 @@ class Coordinator:
         return GradingJob(self.assignment, student, self.course_id, notebooks, timestamp, staged.anomalies,
                           submission_key(self.secret, self.assignment, student), self.template, manual,
                           settings_values(self.settings), self.options.verify, self.options.feedback, self.version,
-                          budget, self.term.policy.as_dict() if self.term and self.term.policy else None)
+                          budget, self.term.policy.as_dict() if self.term and self.term.policy else None,
+                          data_files(self.root / "release" / self.assignment))
 
     def commit(self, done: JobResult) -> SubmissionResult:
         """Record a finished job: the gradebook in one transaction, then the files, the results file last."""

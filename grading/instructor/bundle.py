@@ -43,7 +43,7 @@ The checks in the notebooks are tested with **Python {python}** and **torch {tor
 
     .venv/bin/jupyter lab
 
-- `lectures/`: read and run these first (01 to 05).
+- `lectures/`: read and run these first (01 to 06).
 - `assignments/<assignment>/`: fill in every cell that says `raise NotImplementedError()`,
   then run all cells. The test cells below each exercise tell you what is wrong.
 - Press **Validate** in the notebook toolbar before you hand in.

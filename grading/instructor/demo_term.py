@@ -20,6 +20,8 @@ assignments:
     due: 2026-11-20T18:00:00+01:00
   lstm_gru:
     due: 2026-11-20T18:00:00+01:00
+  char_lm:
+    due: 2026-11-20T18:00:00+01:00
 extensions:
   student02:
     hello_ohlol:

@@ -23,6 +23,7 @@ from nbgrader.api import Gradebook
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from .exercises.data import data_folder, write_data
 from .job_gradebook import machine_rows, put_student_rows
 from .jobs import GradingJob, JobResult, check_version, worker_version
 from .late import apply_penalties, plugin_config
@@ -209,6 +210,8 @@ class Grader:
         SandboxedExecute.incidents = incidents = {}
         SandboxedExecute.durations = durations = {}
         SandboxedExecute.kernel_starts, SandboxedExecute.cell_times = {}, {}
+        SandboxedExecute.data_files = job.data
+        write_data(job.data, folder / "data")
         SavePendingGrades.kernel_scores = kernels = {}
         if job.notebooks:
             with working_directory(folder):
@@ -223,7 +226,8 @@ class Grader:
             verdicts = None
             if job.verify:
                 seed = submission_seed(job.seed_key, name, checked_code(nb))
-                verdicts = verify_notebook(self.server, assignment, name, nb, seed)
+                with data_folder(folder / "data"):
+                    verdicts = verify_notebook(self.server, assignment, name, nb, seed)
             notebooks[name] = (nb, verdicts)
         with Gradebook(db_url, job.course_id) as gb:
             gb.update_or_create_student(student)

@@ -63,6 +63,7 @@ class GradingJob:
     version: str = ""
     budget: float = 0.0  # seconds the whole submission may take
     late_policy: dict | None = None  # term.LatePolicy.as_dict() of course.yml; None: no penalty
+    data: dict[str, bytes] = field(default_factory=dict)  # the assignment's data files, the course's own copies
 
     @property
     def key(self) -> str:

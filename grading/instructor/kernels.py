@@ -24,6 +24,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
+from .exercises.data import write_data
 from .sandbox import Job, KernelServer
 from .settings import GradingSettings
 
@@ -162,6 +163,7 @@ class SandboxedExecute(Execute):
     durations: dict[str, float] = {}
     kernel_starts: dict[str, float] = {}
     cell_times: dict[str, list[tuple[str, float]]] = {}
+    data_files: dict[str, bytes] = {}  # the assignment's data files, put beside the notebook before its kernel starts
 
     def preprocess(self, nb: NotebookNode, resources: dict, km: object = None) -> tuple[NotebookNode, dict]:
         cls = type(self)
@@ -169,6 +171,7 @@ class SandboxedExecute(Execute):
             raise RuntimeError("SandboxedExecute needs a kernel server (run through python -m grading grade)")
         notebook = resources.get("nbgrader", {}).get("notebook", "notebook")
         job = cls.server.new_job()
+        write_data(cls.data_files, job.host)
         manager = ServerKernelManager(cls.server, job)
         self._executed: set[int] = set()
         self._output_bytes: dict[int, int] = {}

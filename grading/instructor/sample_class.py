@@ -34,6 +34,7 @@ import nbformat
 
 from .catalogue import ANSWERS, Answer
 from .exercises import EXERCISES
+from .exercises.data import data_files
 from .variation import vary
 
 #: (assignment, source, copier): the copier hands in the source's work, disguised
@@ -157,12 +158,15 @@ def write_class(root: Path, classes: dict[str, list[SyntheticStudent]],
     for assignment, students in classes.items():
         releases = {p.stem: nbformat.read(p, as_version=4)
                     for p in sorted((root / "release" / assignment).glob("*.ipynb"))}
+        data = data_files(root / "release" / assignment)  # a student's folder holds the release's data too
         for student in students:
             folder = root / "submitted" / student.student_id / assignment
             folder.mkdir(parents=True, exist_ok=True)
             for name, release in releases.items():
                 nbformat.write(submission_notebook(release, student.code()), folder / f"{name}.ipynb")
                 count += 1
+            for name, content in data.items():
+                (folder / name).write_bytes(content)
             when = (timestamps or {}).get((assignment, student.student_id), default)
             when = when.replace(tzinfo=datetime.UTC) if when.tzinfo is None else when.astimezone(datetime.UTC)
             (folder / "timestamp.txt").write_text(when.isoformat())

@@ -22,8 +22,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ASSIGNMENTS: tuple[str, ...] = ("rnn_basics", "hello_ohlol", "lstm_gru")
-CALIBRATED: tuple[str, ...] = ("hello_ohlol", "lstm_gru")
+ASSIGNMENTS: tuple[str, ...] = ("rnn_basics", "hello_ohlol", "lstm_gru", "char_lm")
+CALIBRATED: tuple[str, ...] = ("hello_ohlol", "lstm_gru", "char_lm")
+# Assignments that train a model on real data while they are graded (an authorised exception to "a hidden test runs
+# well under a second"): the benchmark reports them apart from the speed-up of the others.
+CAPSTONES: tuple[str, ...] = ("char_lm",)
 
 
 class RegistryError(ImportError):

@@ -15,6 +15,11 @@ reference saved earlier, ``torch.ops.aten``, ``torch._C._nn``, ``torch._C._jit_g
 ends in the dispatcher, so the genuine kernel is out of the cell's reach. After the probes, the
 harness checks that the recorder is still registered (the registration can be destroyed from
 Python through ``gc``) and reports it if not.
+
+An operator whose kernel is not registered at ``CompositeImplicitAutograd`` is named with its dispatch key,
+``"op@Key"`` (``"tanh_backward@CPU"``: every backward through tanh runs it). Python entry points an exercise
+refuses (``Exercise.trapped_functions``, e.g. ``"torch.autograd:grad"``) are replaced by recorders in the same
+forked process; their calls are reported the same way.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ _dumps, _loads, _write, _fork, _exit = json.dumps, json.loads, os.write, os.fork
 FUSED_OPS = ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "lstm.input", "lstm.data", "gru.input",
              "gru.data", "rnn_tanh.input", "rnn_tanh.data", "rnn_relu.input", "rnn_relu.data")
 # How a message names a trapped operator whose Python name is not torch.<operator>.
-OP_LABELS = {"one_hot": "torch.nn.functional.one_hot"}
+OP_LABELS = {"one_hot": "torch.nn.functional.one_hot",
+             "tanh_backward": "autograd (aten::tanh_backward, which every backward through tanh runs)",
+             "_foreach_norm": "torch._foreach_norm"}
 TRAP_KEY = "CompositeImplicitAutograd"
 REMOVED = "the from-scratch check was removed from torch's dispatcher"
 
@@ -68,9 +75,41 @@ def install_traps(calls: list[str], ops: tuple[str, ...] = FUSED_OPS) -> object:
 
         return refuse
 
-    for op in ops:
-        library.impl(op, recorder(op), TRAP_KEY)
+    for spec in ops:  # "op" or "op@DispatchKey" (e.g. "tanh_backward@CPU": a kernel not at TRAP_KEY)
+        op, _, key = spec.partition("@")
+        library.impl(op, recorder(op), key or TRAP_KEY)
     return library
+
+
+def install_function_traps(calls: list[str], paths: tuple[str, ...]) -> None:
+    """Replace Python objects ("module:attribute", e.g. "torch.autograd:grad") by recorders that refuse to be
+    called or used (an engine object's methods included). Only in the forked process that runs one exercise:
+    nothing is restored."""
+    import importlib
+
+    class Refuser:
+        def __init__(self, label: str):
+            object.__setattr__(self, "_label", label)
+
+        def _refuse(self):
+            label = object.__getattribute__(self, "_label")
+            calls.append(label)
+            raise FusedCallRefused(f"{label} is not available while the solution is checked")
+
+        def __call__(self, *args, **kwargs):
+            self._refuse()
+
+        def __getattr__(self, name):
+            self._refuse()
+
+    for path in paths:
+        owner_path, _, attr = path.partition(":")
+        try:
+            owner = importlib.import_module(owner_path)
+        except ImportError:
+            module_name, _, class_name = owner_path.rpartition(".")
+            owner = getattr(importlib.import_module(module_name), class_name)
+        setattr(owner, attr, Refuser(f"{owner_path}.{attr}"))
 
 
 def _sentinel_args():
@@ -82,12 +121,13 @@ def _sentinel_args():
 SENTINELS: dict[str, Callable[[], tuple]] = {
     "lstm_cell": _sentinel_args,
     "one_hot": lambda: (torch.zeros(1, dtype=torch.long), 1),
+    "tanh_backward": lambda: (torch.zeros(1), torch.zeros(1)),
 }
 
 
 def sentinel(ops: tuple[str, ...]) -> tuple[Callable[..., object] | None, tuple]:
     """(handle, arguments) of a call that proves the recorder of ``ops`` still answers; taken before the cell runs."""
-    op = next((o for o in ops if o in SENTINELS), None)
+    op = next((o.partition("@")[0] for o in ops if o.partition("@")[0] in SENTINELS), None)
     if op is None:
         return None, ()
     return getattr(torch.ops.aten, op).default, SENTINELS[op]()
@@ -127,6 +167,7 @@ def run_exercise(spec: dict) -> dict:
     ops = trapped_ops(exercise)
     traps = install_traps(calls, ops) if ops else None
     check = sentinel(ops)
+    install_function_traps(calls, tuple(getattr(exercise, "trapped_functions", ())))
     namespace: dict = {"__name__": "__main__", "get_ipython": _Anything(), "display": lambda *a, **k: None}
     # Running the notebook's setup and the submitted cell is this harness's job (inside the sandbox).
     try:

@@ -49,3 +49,17 @@ def test_memory_counts_pages_shared_by_forked_children_once():
     mb = 2**20
     assert memory.peak_rss_sum > 4 * 140 * mb  # the parent's 150 MB, counted once per process
     assert 140 * mb < memory.peak_total < 260 * mb  # really held: about once
+
+
+def test_the_capstone_is_timed_per_notebook_and_per_submission():
+    from grading.instructor.bench import capstone_times
+
+    results = [_result("char_lm", {}, {"bptt": {"execute_seconds": 1.0, "verify_seconds": 0.5},
+                                       "poems": {"execute_seconds": 3.0, "verify_seconds": 4.0}}),
+               _result("char_lm", {}, {"bptt": {"execute_seconds": 2.0, "verify_seconds": 0.5},
+                                       "poems": {"execute_seconds": 5.0, "verify_seconds": 5.0}}),
+               _result("lstm_gru", {}, {"lstm": {"execute_seconds": 99.0, "verify_seconds": 1.0}})]
+    (line,) = capstone_times(results, ["char_lm"])
+    assert "bptt mean 2.0 s, max 2.5 s" in line and "poems mean 8.5 s, max 10.0 s" in line
+    assert "per submission max 12.5 s" in line
+    assert capstone_times(results, []) == []

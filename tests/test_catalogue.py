@@ -1,11 +1,13 @@
 """Every catalogue answer, checked in-process by the hidden checks: correct ones pass every
 test cell of their exercise; wrong ones fail exactly the cells they name, with their diagnosis."""
 
+import nbformat
 import pytest
 
-from conftest import source_nb
+from conftest import REPO, source_nb
 from grading.instructor.catalogue import ANSWERS
 from grading.instructor.exercises import EXERCISES, hidden_check
+from grading.instructor.grader import HIDDEN, INSTRUCTOR_SOURCES
 from grading.instructor.verifier import setup_imports
 
 
@@ -25,6 +27,22 @@ def run_answer(answer):
     return messages
 
 
+def _secret_lines() -> set[str]:
+    """What no student-visible message may quote (grader.secret_lines, read from this repository's files)."""
+    lines = set()
+    for path in (REPO / "source").rglob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for block in HIDDEN.findall(cell.source):
+                lines.update(line.strip() for line in block.splitlines() if len(line.strip()) >= 8)
+    for rel in INSTRUCTOR_SOURCES:
+        for path in (REPO / "grading" / rel).rglob("*.py"):
+            lines.update(line.strip() for line in path.read_text().splitlines() if len(line.strip()) >= 24)
+    return lines
+
+
+SECRETS = _secret_lines()
+
+
 @pytest.mark.parametrize("answer", ANSWERS, ids=lambda a: f"{a.exercise}-{a.key}")
 def test_catalogue_answer_gets_the_verdict_it_deserves(answer):
     messages = run_answer(answer)
@@ -37,3 +55,5 @@ def test_catalogue_answer_gets_the_verdict_it_deserves(answer):
     for test_id in failed:
         assert answer.message in messages[test_id], (
             f"{test_id}: {messages[test_id]!r} does not name the fault ({answer.message!r})")
+        quoted = [line for line in SECRETS if line in messages[test_id]]
+        assert not quoted, f"{test_id}: the feedback would withhold this message, it quotes {quoted[:2]}"

@@ -10,6 +10,7 @@ grader's in ``manual_score``, which no grading path writes: a regrade, a failed 
 fail-closed zero all leave it, and it keeps counting.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -141,19 +142,27 @@ def test_a_dead_worker_is_replaced_and_the_class_goes_on(course, monkeypatch):
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
 
 
-def test_a_submission_over_its_budget_is_a_grading_error_with_its_own_exit_status(course):
-    """Both submissions end with a 5 s sleep, against a budget of 1 s (a whole submission can grade in less)."""
-    submitted = {student: course / "submitted" / student / A / f"{NB}.ipynb" for student in ("cheater", "honest")}
-    kept = {path: path.read_bytes() for path in submitted.values()}
-    for path in submitted.values():
+@contextlib.contextmanager
+def _slowed(course, students):
+    """The students' notebooks start with a 5 s sleep (first, so that no cheat installed by a later cell can turn it
+    into ``pass``): a whole submission grades in less than the 1 s budget the tests give; restored afterwards."""
+    submitted = [course / "submitted" / student / A / f"{NB}.ipynb" for student in students]
+    kept = {path: path.read_bytes() for path in submitted}
+    for path in submitted:
         nb = nbformat.read(path, as_version=4)
-        nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(5)"))
+        nb.cells.insert(0, nbformat.v4.new_code_cell("import time\ntime.sleep(5)"))
         nbformat.write(nb, path)
     try:
-        out = grading("grade", A, "--jobs", "1", root=course, check=False, env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+        yield
     finally:
         for path, data in kept.items():
             path.write_bytes(data)
+
+
+def test_a_submission_over_its_budget_is_a_grading_error_with_its_own_exit_status(course):
+    """Both submissions start with a 5 s sleep, against a budget of 1 s."""
+    with _slowed(course, ("cheater", "honest")):
+        out = grading("grade", A, "--jobs", "1", root=course, check=False, env={"GRADING_SUBMISSION_TIMEOUT": "1"})
     assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
     assert "longer than its budget" in out.stdout and "exit status 3" in out.stdout
     assert gradebook_scores(course, A, NB) == {"cheater": ALL_ZERO, "honest": FULL}
@@ -240,8 +249,9 @@ def test_a_regrade_and_a_failed_regrade_keep_a_graders_manual_score(course):
         row = next(r for r in csv.DictReader(f) if r["student"] == "honest")
     assert row[f"{A}/{NB}"] == "3.5" and row["grading_error"] == ""
 
-    out = grading("grade", A, "--student", "honest", "--jobs", "1", root=course, check=False,
-                  env={"GRADING_SUBMISSION_TIMEOUT": "1"})
+    with _slowed(course, ("honest",)):
+        out = grading("grade", A, "--student", "honest", "--jobs", "1", root=course, check=False,
+                      env={"GRADING_SUBMISSION_TIMEOUT": "1"})
     assert out.returncode == 3 and results(course, A, "honest")["kept_previous"], out.stdout[-2000:]
     assert _cell(course, "honest", "test_run_cell") == (2.0, 1.5, 1.5)
     assert _comment(course, "honest", "run_cell")[1] == "Ask me about h0."

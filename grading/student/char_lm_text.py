@@ -182,8 +182,8 @@ def make_batches_problem(ids: Sequence[int], batch_size: int, seq_len: int, plai
         return "each row of a window, inputs[k, b], must be seq_len consecutive characters of the text."
     if num_windows > 1 and not torch.equal(p_in[1:, :, 0], p_in[:-1, :, -1] + 1):
         return ("row b of window k+1 must continue row b of window k (inputs[k + 1, b, 0] is the character after "
-                "inputs[k, b, -1]), so the hidden state can carry over: cut ids into batch_size rows first "
-                "(xs = ids[:n * batch_size].view(batch_size, n)), then cut every row into windows.")
+                "inputs[k, b, -1]), so the hidden state can carry over: cut ids into batch_size equal rows first "
+                "(row b is the b-th slice of the stream), then cut every row into windows.")
     n = (len(ids) - 1) // batch_size
     starts = p_in[0, :, 0].tolist()
     if starts != [b * n for b in range(batch)]:

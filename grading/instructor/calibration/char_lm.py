@@ -23,17 +23,23 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from pathlib import Path
 
+import nbformat
 import torch
 
 from grading.instructor.catalogue import answers_for
 from grading.instructor.exercises import EXERCISES
+from grading.instructor.exercises.base import run_cases
 from grading.instructor.exercises.char_lm_model import corpus
 from grading.instructor.exercises.char_lm_text import calibrate_sample
+from grading.instructor.verifier import setup_imports
 from grading.student.char_lm import PERPLEXITY_RATIO
+from grading.student.checks import quiet
 
 from . import verdict_problems
 
+SOURCE = Path(__file__).resolve().parents[3] / "source" / "char_lm"
 # (exercise, catalogue key, expected verdict of the training test)
 TRAINING_VARIANTS = [
     ("char_lm", "reference", "pass"),
@@ -44,10 +50,12 @@ TRAINING_VARIANTS = [
 
 
 def _load(grade_id: str, key: str):
+    """The catalogue answer's object, defined after the imports of its notebook's setup cells."""
     exercise = EXERCISES[grade_id]
     answer = next(a for a in answers_for(grade_id) if a.key == key)
+    notebook = nbformat.read(SOURCE / f"{exercise.notebook}.ipynb", as_version=4)
     namespace: dict = {}
-    exec(exercise.preamble, namespace)  # noqa: S102 - the instructor's catalogue
+    exec(setup_imports(notebook), namespace)  # noqa: S102 - the course's own notebook
     exec(answer.source, namespace)  # noqa: S102
     return exercise, namespace[exercise.name]
 
@@ -108,10 +116,47 @@ def _row(exercise: str, variant: str, expected: str, seeds: int, pass_rate: floa
             "threshold": PERPLEXITY_RATIO, "cpu_ms_per_run": round(1000 * cpu, 1)}
 
 
+# The exercises whose checks compare with a tolerance on grader-drawn inputs (the sample's chi-square and CharLM's
+# training have their own rows).
+VERDICT_EXERCISES = ("rnn_bptt", "clip_grad_norm", "build_vocab", "make_batches", "perplexity", "char_lm",
+                     "train_tbptt")
+
+
+def calibrate_verdicts(num_seeds: int) -> list[dict]:
+    """Every catalogue answer of :data:`VERDICT_EXERCISES` on ``num_seeds`` grader seeds (the training case aside).
+
+    A reference passes a seed when no test cell fails; a wrong answer "passes" a seed when one of the cells it must
+    fail passes (it escapes). The figure is the number of the exercise's test cells that fail on a seed.
+    """
+    rows = []
+    for grade_id in VERDICT_EXERCISES:
+        exercise = EXERCISES[grade_id]
+        for answer in answers_for(grade_id):
+            _, obj = _load(grade_id, answer.key)
+            failing, passed = [], 0
+            started = time.process_time()
+            for seed in range(num_seeds):
+                cases = [c for c in exercise.cases(seed) if c.test_id not in exercise.verifier_only]
+                with quiet():
+                    verdicts = run_cases(exercise, obj, cases)
+                failed = {tid for tid, message in verdicts.items() if message}
+                failing.append(len(failed))
+                wanted = {t for t in answer.fails if any(c.test_id == t for c in cases)}
+                passed += not failed if answer.correct else not wanted <= failed
+            cpu = (time.process_time() - started) / num_seeds
+            rows.append({"exercise": grade_id, "variant": answer.key, "target": "cells failed",
+                         "expected": "pass" if answer.correct else "fail", "seeds": num_seeds,
+                         "pass_rate": passed / num_seeds, "worst": max(failing),
+                         "median": statistics.median(failing), "best": min(failing), "threshold": "-",
+                         "cpu_ms_per_run": round(1000 * cpu, 1)})
+    return rows
+
+
 def calibrate(num_seeds: int = 200) -> list[dict]:
-    """The chi-square test of ``sample`` on ``num_seeds`` seeds (a run costs 0.1 s), then the training test."""
+    """Every grader-drawn check on ``num_seeds`` seeds, the chi-square test of ``sample`` on ``num_seeds`` seeds (a
+    run costs 0.1 s), then the training test on ``max(50, num_seeds // 4)``."""
     torch.set_num_threads(1)
-    return calibrate_sample(num_seeds) + calibrate_training(num_seeds)
+    return calibrate_verdicts(num_seeds) + calibrate_sample(num_seeds) + calibrate_training(num_seeds)
 
 
 def problems(rows: list[dict]) -> list[str]:

@@ -69,7 +69,7 @@ VALUE_TOL = 1e-9
 # --------------------------------------------------------------------------- the corpus (the grader's side)
 def vocabulary(text: str) -> tuple[dict[str, int], list[str]]:
     """The contract's vocabulary of ``text`` (the answer of ``build_vocab``: instructor-only)."""
-    itos = [UNKNOWN] + sorted(set(text))
+    itos = [UNKNOWN, *sorted(set(text))]
     return {ch: i for i, ch in enumerate(itos)}, itos
 
 

@@ -137,3 +137,19 @@ def repo() -> Path:
 def course(tmp_path_factory) -> Path:
     """A scratch course with every assignment released (shared: tests add their own students)."""
     return new_course(tmp_path_factory.mktemp("course"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A sandboxed kernel server of one worker, for suites that drive the verifier directly (one per module)."""
+    from grading.instructor import sandbox
+
+    scratch = tmp_path_factory.mktemp("server")
+    scratch.chmod(0o755)
+    scratch.parent.chmod(0o755)
+    sandbox.build_mpl_cache(scratch / "mpl")
+    kernel_server = sandbox.KernelServer(0, True, scratch / "w0")
+    kernel_server.start(scratch / "mpl", sandbox.stage_package(scratch / "package"))
+    yield kernel_server
+    kernel_server.stop()
+    sandbox.cleanup_scratch(scratch)

@@ -304,19 +304,7 @@ def test_what_remains_possible():
 # ----------------------------------------------------------------------------- the real verifier (slow)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from grading.instructor import sandbox
-
-    scratch = tmp_path_factory.mktemp("bptt_traps")
-    scratch.chmod(0o755)
-    scratch.parent.chmod(0o755)
-    sandbox.build_mpl_cache(scratch / "mpl")
-    server = sandbox.KernelServer(0, True, scratch / "w0")
-    server.start(scratch / "mpl", sandbox.stage_package(scratch / "package"))
-    yield server
-    server.stop()
-    sandbox.cleanup_scratch(scratch)
+# The sandboxed kernel server: the `server` fixture of conftest.py.
 
 
 def _verdicts(server, grade_id: str, source: str) -> dict:

@@ -10,7 +10,6 @@ from-scratch message, while an honest answer passes.
 import pytest
 
 from conftest import source_nb, with_solution
-from grading.instructor import sandbox
 from grading.instructor.catalogue import answers_for
 from grading.instructor.tamper import scan
 from grading.instructor.verifier import verify_notebook
@@ -50,17 +49,7 @@ BYPASSES = {
 LSTM_TESTS = {"test_lstm_shapes", "test_lstm_values", "test_lstm_gradients", "test_lstm_training"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("traps")
-    scratch.chmod(0o755)
-    scratch.parent.chmod(0o755)
-    sandbox.build_mpl_cache(scratch / "mpl")
-    server = sandbox.KernelServer(0, True, scratch / "w0")
-    server.start(scratch / "mpl", sandbox.stage_package(scratch / "package"))
-    yield server
-    server.stop()
-    sandbox.cleanup_scratch(scratch)
+# The sandboxed kernel server: the `server` fixture of conftest.py.
 
 
 def _verdicts(server, source):

@@ -230,8 +230,21 @@ def structure_problem(name: str, described: Any, sizes: dict) -> str | None:
     return None
 
 
+class _GuardedExercise(Exercise):
+    """An exercise whose judge reads hostile data: anything it cannot read fails the case, never the grader."""
+
+    def judge(self, case: Case, observed: Any) -> str | None:
+        try:
+            return self._judge(case, observed)
+        except Exception as exc:  # noqa: BLE001 - unreadable data is a failure, never a crash of the grader
+            return f"{self.name}: the check could not read the results ({type(exc).__name__})."
+
+    def _judge(self, case: Case, observed: Any) -> str | None:
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------- CharLM
-class CharLMExercise(Exercise):
+class CharLMExercise(_GuardedExercise):
     grade_id = "char_lm"
     name = "CharLM"
     assignment = "char_lm"
@@ -322,12 +335,6 @@ class CharLMExercise(Exercise):
                             for label, _ in LAYERS}}
 
     # -- judge -------------------------------------------------------------------------------
-    def judge(self, case: Case, observed: Any) -> str | None:
-        try:
-            return self._judge(case, observed)
-        except Exception as exc:  # noqa: BLE001 - unreadable data is a failure, never a crash of the grader
-            return f"{self.name}: the check could not read the results ({type(exc).__name__})."
-
     def _judge(self, case: Case, observed: dict) -> str | None:
         d = case.data
         sizes = d["sizes"]
@@ -496,7 +503,7 @@ TBPTT_BUGS = {
 }
 
 
-class TrainTbpttExercise(Exercise):
+class TrainTbpttExercise(_GuardedExercise):
     grade_id = "train_tbptt"
     name = "train_tbptt"
     assignment = "char_lm"
@@ -535,12 +542,6 @@ class TrainTbpttExercise(Exercise):
         out["calls"] = model.calls[:1000]
         out["params"] = pack({k: v.detach().clone() for k, v in model.state_dict().items()})
         return out
-
-    def judge(self, case: Case, observed: Any) -> str | None:
-        try:
-            return self._judge(case, observed)
-        except Exception as exc:  # noqa: BLE001 - unreadable data is a failure, never a crash of the grader
-            return f"{self.name}: the check could not read the results ({type(exc).__name__})."
 
     def _judge(self, case: Case, observed: dict) -> str | None:
         d = case.data

@@ -169,16 +169,11 @@ class Exercise:
         """Static check of the solution cell's source for torch's fused cells."""
         if not self.forbidden_names:
             return None
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+        nodes = definition_nodes(source)
+        if nodes is None:
             return None
-        # Only the definitions count: a module-level statement that patches torch is tampering
-        # (flagged elsewhere), not a use of torch's cell by the answer. Calls that reach a fused
-        # function through a module-level alias are caught by the harness's traps.
-        definitions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         used = set()
-        for node in (n for d in definitions for n in ast.walk(d)):
+        for node in nodes:
             if isinstance(node, ast.Name):
                 used.add(node.id)
             elif isinstance(node, ast.Attribute):
@@ -197,6 +192,20 @@ class Exercise:
 
     def _violation(self, used: set[str]) -> str | None:
         return scratch_problem(self.name, used, self.forbidden_names or (), self.forbidden_reason)
+
+
+def definition_nodes(source: str) -> list[ast.AST] | None:
+    """Every AST node inside the cell's top-level function and class definitions (None: not Python).
+
+    Only the definitions count: a module-level statement that patches torch is tampering (flagged elsewhere), not a
+    use of torch's cell by the answer. Calls that reach a refused function through a module-level alias are caught
+    by the harness's traps."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    definitions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return [n for d in definitions for n in ast.walk(d)]
 
 
 def _collect_names(obj: Any, used: set[str]) -> None:

@@ -71,7 +71,7 @@ from grading.student.char_lm_bptt import (
 )
 from grading.student.checks import scratch_problem
 
-from .base import Case, Exercise, ProbeError, is_packed_tensor, pack, unpack
+from .base import Case, Exercise, ProbeError, definition_nodes, is_packed_tensor, pack, unpack
 
 AUTOGRAD_LABEL = "autograd"
 AUTOGRAD_FUNCTIONS = tuple(f"{owner}:{attr}" for owner, attrs in (
@@ -102,12 +102,9 @@ class ByHand(Exercise):
     def scratch_violation_in_source(self, source: str) -> str | None:
         if not self.forbidden_names:
             return None
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+        nodes = definition_nodes(source)
+        if nodes is None:
             return None
-        definitions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-        nodes = [n for d in definitions for n in ast.walk(d)]
         bound = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
         bound |= {a.arg for n in nodes if isinstance(n, ast.arguments) for a in ast.walk(n) if isinstance(a, ast.arg)}
         bound |= {n.name for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}

@@ -15,17 +15,15 @@ bug built into the forward pass, and comparing.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from .checks import CheckFailed, check_type, compare_table, describe_shape, quiet
+from .checks import CheckFailed, check_type, compare_table, describe_shape, quiet, refused_ops
 
 # Captured at import time: the setup cell imports the checks before any solution cell runs.
-_LIBRARY = torch.library.Library
 _TENSOR = torch.Tensor
 
 ARGS = ("inputs", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -77,37 +75,11 @@ SEED = 0
 # --------------------------------------------------------------------------- refusing operators
 
 
-@contextlib.contextmanager
-def refused_cpu_ops(labels: Mapping[str, str]) -> Iterator[list[str]]:
-    """While active, the aten operators named in ``labels`` (operator -> label) refuse to run on CPU tensors.
-
-    They are replaced at the CPU dispatch key, where kernels such as ``tanh_backward`` live, so every route to them
-    (``.backward()``, ``torch.autograd.grad``, ``torch.func``, ``torch.ops.aten``) ends in the refusal. Each refused
-    call appends its label to the yielded list. The genuine kernels come back on exit.
-    """
-    calls: list[str] = []
-    library = _LIBRARY("aten", "IMPL")
-
-    def refuse(label: str) -> Callable:
-        def refused(*args, **kwargs):
-            calls.append(label)
-            raise RuntimeError(f"{label} is not available while this exercise is checked")
-        return refused
-
-    try:
-        with quiet():  # torch warns that a registered kernel is overridden
-            for op, label in labels.items():
-                library.impl(op, refuse(label), "CPU")
-        yield calls
-    finally:
-        library._destroy()
-
-
 def call_refusing(fn: Callable, args: tuple, ops: Mapping[str, str]) -> tuple[Any, list[str], BaseException | None]:
     """(result, refused calls, exception) of ``fn(*args)`` with ``ops`` refused; the stub's NotImplementedError
     propagates."""
     result, error = None, None
-    with refused_cpu_ops(ops) as calls:
+    with refused_ops(ops, key="CPU") as calls:
         try:
             with quiet():
                 result = fn(*args)

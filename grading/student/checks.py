@@ -251,8 +251,11 @@ def refused_call_problem(name: str, calls: Sequence[str], reason: str) -> str | 
 
 
 @contextlib.contextmanager
-def refused_ops(labels: Mapping[str, str]) -> Iterator[list[str]]:
+def refused_ops(labels: Mapping[str, str], key: str = _TRAP_KEY) -> Iterator[list[str]]:
     """While active, the aten operators named in ``labels`` (operator -> name shown in messages) refuse to run.
+
+    ``key``: the dispatch key their kernels are registered at (``"CPU"`` for kernels such as ``tanh_backward``,
+    which every backward pass through tanh runs).
 
     Every route to an operator (``F.one_hot``, ``getattr``, ``torch._C``, ``torch.ops.aten``, a saved reference)
     ends in torch's dispatcher, where the refusal is registered; each refused call appends its label to the
@@ -270,7 +273,7 @@ def refused_ops(labels: Mapping[str, str]) -> Iterator[list[str]]:
     try:
         with quiet():  # torch warns (once) that a registered kernel is overridden
             for op, label in labels.items():
-                library.impl(op, refuse(label), _TRAP_KEY)
+                library.impl(op, refuse(label), key)
         yield calls
     finally:
         library._destroy()
